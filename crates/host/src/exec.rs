@@ -1,0 +1,209 @@
+//! Executing an action of an installed plugin, and recording it in the history.
+
+use std::time::Duration;
+
+use plugd_manifest::{Manifest, Runtime};
+use plugd_runtime::protocol::{ExecCall, Response, Status};
+use plugd_runtime::{CallOptions, PluginRef, WorkerStats};
+use plugd_store::ExecutionRecord;
+use serde::Serialize;
+
+use crate::{Host, HostError};
+
+/// Options of [`Host::exec`].
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// How long the call may take (default: `OMNIFLOW_EXEC_TIMEOUT`, else 10 s).
+    pub timeout: Option<Duration>,
+    /// A trace id to pass to the plugin (default: the execution id).
+    pub trace_id: Option<String>,
+}
+
+/// The result of one execution: the plugin's response (or the error response plugd
+/// made for it) plus what was recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecOutcome {
+    /// The id of the history record.
+    pub execution_id: String,
+    /// The plugin called.
+    pub plugin_id: String,
+    /// The version that answered.
+    pub version: String,
+    /// The action called.
+    pub action: Option<String>,
+    /// The response envelope.
+    pub response: Response,
+    /// Wall-clock time of the whole call, start to exit.
+    pub duration_us: u64,
+    /// The end of what the plugin wrote to stderr.
+    pub stderr_tail: String,
+    /// Protocol violations seen on the plugin's stdout.
+    pub protocol: WorkerStats,
+}
+
+impl ExecOutcome {
+    /// Whether the plugin answered `ok`.
+    pub fn is_ok(&self) -> bool {
+        self.response.status == Status::Ok
+    }
+}
+
+impl Host {
+    /// Calls one action of the active version of an enabled plugin.
+    ///
+    /// A plugin that misbehaves (crashes, times out, writes garbage) is not an
+    /// `Err`: it is an `Ok` outcome whose response has `status: error` and a code,
+    /// and it is recorded. `Err` means the call could not be attempted.
+    pub async fn exec(
+        &self,
+        id: &str,
+        mut call: ExecCall,
+        options: &ExecOptions,
+    ) -> Result<ExecOutcome, HostError> {
+        let plugin = self.require_plugin(id)?;
+        if !plugin.enabled {
+            return Err(HostError::Disabled { id: id.to_string() });
+        }
+        let version = plugin.active_version;
+        let manifest = self.stored_manifest(id, &version)?;
+        call.action = resolve_action(&manifest, call.action.take())?;
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        call.context = Some(serde_json::json!({
+            "plugin_id": manifest.id,
+            "plugin_name": manifest.name,
+            "version": version,
+            "config": manifest.config_defaults(),
+            "trace_id": options.trace_id.clone().unwrap_or_else(|| execution_id.clone()),
+        }));
+
+        let plugin_dir = self.store.version_dir(id, &version);
+        let work_dir = self.work_dir(&execution_id)?;
+        let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let result = self
+            .run(&manifest, &plugin_dir, work_dir.path(), &call, options)
+            .await;
+        let report = result?;
+
+        let response = report.response;
+        let outcome = ExecOutcome {
+            execution_id: execution_id.clone(),
+            plugin_id: id.to_string(),
+            version: version.clone(),
+            action: call.action.clone(),
+            duration_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
+            stderr_tail: report.stderr_tail,
+            protocol: report.stats,
+            response,
+        };
+        self.store.record_execution(&ExecutionRecord {
+            id: execution_id,
+            plugin_id: id.to_string(),
+            version,
+            action: outcome.action.clone(),
+            status: status_name(outcome.response.status).to_string(),
+            code: outcome.response.code,
+            started_at,
+            duration_us: outcome.duration_us,
+            error_message: if outcome.is_ok() {
+                None
+            } else {
+                outcome.response.message.clone()
+            },
+            cpu_time_us: None,
+            peak_memory_bytes: None,
+            end_reason: None,
+        })?;
+        Ok(outcome)
+    }
+
+    /// Recent executions, newest first, of one plugin or of all.
+    pub fn history(
+        &self,
+        id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, HostError> {
+        if let Some(id) = id {
+            self.require_plugin(id)?;
+        }
+        Ok(self.store.executions(id, limit)?)
+    }
+
+    async fn run(
+        &self,
+        manifest: &Manifest,
+        plugin_dir: &std::path::Path,
+        work_dir: &std::path::Path,
+        call: &ExecCall,
+        options: &ExecOptions,
+    ) -> Result<plugd_runtime::CallReport, HostError> {
+        match manifest.runtime {
+            Runtime::Ndjson => {
+                let plugin = PluginRef {
+                    id: manifest.id.clone(),
+                    version: manifest.version.to_string(),
+                    entry_point: manifest.entry_point.to_string(),
+                    language: manifest.language.map(|l| l.to_string()),
+                };
+                let spec = plugd_runtime::ndjson_launch(
+                    &plugin,
+                    plugin_dir,
+                    work_dir,
+                    self.interpreters(),
+                )?;
+                let mut call_options = CallOptions::from_env();
+                if let Some(timeout) = options.timeout {
+                    call_options.timeout = timeout;
+                }
+                Ok(plugd_runtime::call_once(&spec, call, &call_options).await)
+            }
+            other => Err(HostError::RuntimeNotBuilt {
+                id: manifest.id.clone(),
+                runtime: other.to_string(),
+            }),
+        }
+    }
+
+    /// A private, writable directory for one execution, removed when dropped.
+    fn work_dir(&self, execution_id: &str) -> Result<tempfile::TempDir, HostError> {
+        let parent = self.home().join("work");
+        std::fs::create_dir_all(&parent).map_err(|source| HostError::Io {
+            context: format!("creating {}", parent.display()),
+            source,
+        })?;
+        tempfile::Builder::new()
+            .prefix(&format!("{execution_id}-"))
+            .tempdir_in(&parent)
+            .map_err(|source| HostError::Io {
+                context: format!("creating a work directory in {}", parent.display()),
+                source,
+            })
+    }
+}
+
+/// Picks the action to call: the one named, checked against the manifest, or the
+/// only one the manifest declares.
+fn resolve_action(manifest: &Manifest, asked: Option<String>) -> Result<Option<String>, HostError> {
+    let known: Vec<String> = manifest.actions.iter().map(|a| a.name.clone()).collect();
+    match asked {
+        Some(action) if known.is_empty() || known.contains(&action) => Ok(Some(action)),
+        Some(action) => Err(HostError::UnknownAction {
+            id: manifest.id.clone(),
+            action,
+            known,
+        }),
+        None if known.len() == 1 => Ok(known.into_iter().next()),
+        None if known.is_empty() => Ok(None),
+        None => Err(HostError::ActionRequired {
+            id: manifest.id.clone(),
+            known,
+        }),
+    }
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Error => "error",
+        Status::Busy => "busy",
+    }
+}

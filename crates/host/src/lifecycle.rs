@@ -1,0 +1,400 @@
+//! Install, update, rollback, enable, disable, uninstall, list and info.
+//!
+//! Every path that writes goes through [`Host::stage`] (unpack into the store's
+//! staging area, validate, digest) and then one store commit, so a refused or
+//! interrupted install leaves the store exactly as it was.
+
+use std::path::{Path, PathBuf};
+
+use plugd_manifest::{Loaded, Manifest, TrustLevel};
+use plugd_package::{Digest, Source};
+use plugd_store::{ActivationEvent, CommitOutcome, NewVersion, Staging};
+
+use crate::views::{InstallReport, InstallStatus, PluginView, RollbackReport, VersionView};
+use crate::{Host, HostError};
+
+/// Receives the names of the slow steps of an operation, so a caller can show
+/// progress (the CLI draws a spinner on a terminal and nothing elsewhere).
+pub trait Progress {
+    /// A new step starts.
+    fn step(&self, message: &str);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct SilentProgress;
+
+impl Progress for SilentProgress {
+    fn step(&self, _message: &str) {}
+}
+
+/// Options of [`Host::install`].
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Enable the plugin right away (a new plugin is installed disabled otherwise).
+    pub enable: bool,
+}
+
+/// A package unpacked and checked in the staging area, not yet committed.
+struct Staged {
+    staging: Staging,
+    root: PathBuf,
+    loaded: Loaded,
+    digest: Digest,
+    source: String,
+}
+
+impl Staged {
+    fn manifest(&self) -> &Manifest {
+        &self.loaded.manifest
+    }
+
+    fn new_version(&self, enable: bool) -> Result<NewVersion, HostError> {
+        let m = self.manifest();
+        let manifest_json = serde_json::to_string(m).map_err(|e| HostError::StoredManifest {
+            id: m.id.clone(),
+            version: m.version.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(NewVersion {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            digest: self.digest.to_string(),
+            manifest_json,
+            runtime: m.runtime.to_string(),
+            trust_level: m.trust_level.to_string(),
+            source: self.source.clone(),
+            enable,
+        })
+    }
+}
+
+impl Host {
+    /// Unpacks, validates and digests a package in the staging area.
+    fn stage(&self, path: &Path, progress: &dyn Progress) -> Result<Staged, HostError> {
+        let source = Source::detect(path)?;
+        let staging = self.store.stage()?;
+        progress.step("unpacking");
+        let unpacked = plugd_package::unpack(
+            &source,
+            &staging.path().join("package"),
+            &self.config.unpack_limits,
+        )?;
+        progress.step("validating the manifest");
+        let loaded = plugd_manifest::load(&unpacked.root)?;
+        if loaded.manifest.trust_level == TrustLevel::Verified {
+            return Err(HostError::VerifiedNeedsSignature {
+                id: loaded.manifest.id.clone(),
+            });
+        }
+        progress.step("computing the digest");
+        let digest = plugd_package::tree_digest(&unpacked.root)?;
+        plugd_package::make_read_only(&unpacked.root)?;
+        let source = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        Ok(Staged {
+            staging,
+            root: unpacked.root,
+            loaded,
+            digest,
+            source,
+        })
+    }
+
+    fn commit(
+        &self,
+        staged: Staged,
+        enable: bool,
+        activate: bool,
+        progress: &dyn Progress,
+    ) -> Result<(InstallStatus, PathBuf, StagedSummary), HostError> {
+        progress.step("committing");
+        let new = staged.new_version(enable)?;
+        let summary = StagedSummary::from(&staged);
+        let outcome = self
+            .store
+            .commit_install(staged.staging, &staged.root, &new, activate)?;
+        Ok(match outcome {
+            CommitOutcome::Installed { dir } => (InstallStatus::Installed, dir, summary),
+            CommitOutcome::AlreadyInstalled { dir } => (InstallStatus::Unchanged, dir, summary),
+        })
+    }
+
+    /// Installs a new plugin from a directory or a `.tar.gz`.
+    ///
+    /// The same id, version and digest again is a no-op; another version of an
+    /// installed plugin is refused with a pointer to [`Host::update`].
+    pub fn install(
+        &self,
+        path: &Path,
+        options: &InstallOptions,
+        progress: &dyn Progress,
+    ) -> Result<InstallReport, HostError> {
+        let staged = self.stage(path, progress)?;
+        let id = staged.manifest().id.clone();
+        let version = staged.manifest().version.to_string();
+        if let Some(plugin) = self.store.plugin(&id)?
+            && self.store.version(&id, &version)?.is_none()
+        {
+            return Err(HostError::AlreadyInstalled {
+                id,
+                active: plugin.active_version,
+                offered: version,
+            });
+        }
+        let (status, dir, summary) = self.commit(staged, options.enable, true, progress)?;
+        if status == InstallStatus::Unchanged && options.enable {
+            self.store.set_enabled(&id, true)?;
+        }
+        self.report(status, dir, summary, None)
+    }
+
+    /// Installs a newer version of an installed plugin beside the old one and makes
+    /// it active. A version older than the active one is refused (that is a
+    /// rollback); an installed newer version is re-activated.
+    pub fn update(
+        &self,
+        id: &str,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> Result<InstallReport, HostError> {
+        let plugin = self.require_plugin(id)?;
+        let staged = self.stage(path, progress)?;
+        let manifest = staged.manifest();
+        if manifest.id != id {
+            return Err(HostError::UpdateIdMismatch {
+                expected: id.to_string(),
+                found: manifest.id.clone(),
+            });
+        }
+        let offered = manifest.version.clone();
+        // Going back is a rollback, which records a reason; update only moves forward
+        // (or re-offers the active version, a no-op when the digest matches).
+        let active = parse_version(id, &plugin.active_version)?;
+        if offered < active {
+            return Err(HostError::NotNewer {
+                id: id.to_string(),
+                active: plugin.active_version,
+                offered: offered.to_string(),
+            });
+        }
+        let (status, dir, summary) = self.commit(staged, plugin.enabled, false, progress)?;
+        let mut previous = None;
+        if plugin.active_version != offered.to_string() {
+            progress.step("activating");
+            previous = Some(self.store.activate(
+                id,
+                &offered.to_string(),
+                ActivationEvent::Update,
+                None,
+            )?);
+        }
+        self.report(status, dir, summary, previous)
+    }
+
+    /// Makes an installed older version active again and records why.
+    ///
+    /// Without `to`, the newest installed version older than the active one.
+    pub fn rollback(
+        &self,
+        id: &str,
+        to: Option<&str>,
+        reason: &str,
+    ) -> Result<RollbackReport, HostError> {
+        if reason.trim().is_empty() {
+            return Err(HostError::ReasonRequired);
+        }
+        let plugin = self.require_plugin(id)?;
+        let target = match to {
+            Some(version) => {
+                if version == plugin.active_version {
+                    return Err(HostError::AlreadyActive {
+                        id: id.to_string(),
+                        version: version.to_string(),
+                    });
+                }
+                version.to_string()
+            }
+            None => {
+                let active = parse_version(id, &plugin.active_version)?;
+                let older = self
+                    .store
+                    .versions(id)?
+                    .into_iter()
+                    .filter_map(|v| semver::Version::parse(&v.version).ok())
+                    .filter(|v| *v < active)
+                    .max();
+                match older {
+                    Some(v) => v.to_string(),
+                    None => {
+                        return Err(HostError::NoRollbackTarget {
+                            id: id.to_string(),
+                            active: plugin.active_version,
+                        });
+                    }
+                }
+            }
+        };
+        let from = self
+            .store
+            .activate(id, &target, ActivationEvent::Rollback, Some(reason))?;
+        Ok(RollbackReport {
+            id: id.to_string(),
+            from_version: from,
+            to_version: target,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Allows or refuses calls to a plugin. Returns whether the state changed.
+    pub fn set_enabled(&self, id: &str, enabled: bool) -> Result<bool, HostError> {
+        self.require_plugin(id)?;
+        Ok(self.store.set_enabled(id, enabled)?)
+    }
+
+    /// Removes every version of a plugin. Returns the versions removed.
+    pub fn uninstall(&self, id: &str) -> Result<Vec<String>, HostError> {
+        self.require_plugin(id)?;
+        Ok(self.store.uninstall(id)?)
+    }
+
+    /// Every installed plugin.
+    pub fn list(&self) -> Result<Vec<PluginView>, HostError> {
+        self.store
+            .plugins()?
+            .into_iter()
+            .map(|p| self.plugin_view(p, false))
+            .collect()
+    }
+
+    /// One plugin with its versions and audit log.
+    pub fn info(&self, id: &str) -> Result<PluginView, HostError> {
+        let plugin = self.require_plugin(id)?;
+        self.plugin_view(plugin, true)
+    }
+
+    pub(crate) fn require_plugin(&self, id: &str) -> Result<plugd_store::PluginRecord, HostError> {
+        self.store
+            .plugin(id)?
+            .ok_or_else(|| HostError::NotInstalled { id: id.to_string() })
+    }
+
+    /// The manifest of one installed version, read back from the database.
+    pub(crate) fn stored_manifest(&self, id: &str, version: &str) -> Result<Manifest, HostError> {
+        let record = self
+            .store
+            .version(id, version)?
+            .ok_or_else(|| HostError::NotInstalled { id: id.to_string() })?;
+        serde_json::from_str(&record.manifest_json).map_err(|e| HostError::StoredManifest {
+            id: id.to_string(),
+            version: version.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn plugin_view(
+        &self,
+        plugin: plugd_store::PluginRecord,
+        detailed: bool,
+    ) -> Result<PluginView, HostError> {
+        let manifest = self.stored_manifest(&plugin.id, &plugin.active_version)?;
+        let (versions, audit) = if detailed {
+            let versions = self
+                .store
+                .versions(&plugin.id)?
+                .into_iter()
+                .map(|v| VersionView {
+                    dir: self
+                        .store
+                        .version_dir(&plugin.id, &v.version)
+                        .display()
+                        .to_string(),
+                    version: v.version,
+                    active: v.active,
+                    digest: v.digest,
+                    runtime: v.runtime,
+                    trust_level: v.trust_level,
+                    source: v.source,
+                    installed_at: v.installed_at,
+                })
+                .collect();
+            (versions, self.store.audit(Some(&plugin.id), 100)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(PluginView {
+            runtime: manifest.runtime.to_string(),
+            trust_level: manifest.trust_level.to_string(),
+            description: manifest.description.clone(),
+            actions: manifest.actions.iter().map(|a| a.name.clone()).collect(),
+            id: plugin.id,
+            name: plugin.name,
+            enabled: plugin.enabled,
+            active_version: plugin.active_version,
+            installed_at: plugin.installed_at,
+            updated_at: plugin.updated_at,
+            versions,
+            audit,
+        })
+    }
+
+    fn report(
+        &self,
+        status: InstallStatus,
+        dir: PathBuf,
+        summary: StagedSummary,
+        previous_version: Option<String>,
+    ) -> Result<InstallReport, HostError> {
+        let plugin = self.require_plugin(&summary.id)?;
+        Ok(InstallReport {
+            status,
+            active: plugin.active_version == summary.version,
+            enabled: plugin.enabled,
+            id: summary.id,
+            name: summary.name,
+            version: summary.version,
+            digest: summary.digest,
+            runtime: summary.runtime,
+            trust_level: summary.trust_level,
+            dialect: summary.dialect,
+            previous_version,
+            dir: dir.display().to_string(),
+        })
+    }
+}
+
+/// The parts of a staged package that outlive the commit (which consumes the staging).
+struct StagedSummary {
+    id: String,
+    name: String,
+    version: String,
+    digest: String,
+    runtime: String,
+    trust_level: String,
+    dialect: String,
+}
+
+impl From<&Staged> for StagedSummary {
+    fn from(s: &Staged) -> Self {
+        let m = s.manifest();
+        Self {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            digest: s.digest.to_string(),
+            runtime: m.runtime.to_string(),
+            trust_level: m.trust_level.to_string(),
+            dialect: s.loaded.dialect.to_string(),
+        }
+    }
+}
+
+fn parse_version(id: &str, version: &str) -> Result<semver::Version, HostError> {
+    semver::Version::parse(version).map_err(|e| HostError::StoredManifest {
+        id: id.to_string(),
+        version: version.to_string(),
+        message: e.to_string(),
+    })
+}
