@@ -113,21 +113,7 @@ fn bash_and_rust_examples_answer() {
         "{out}"
     );
 
-    // The Rust example's package holds the binary the workspace built next to plugd.
-    let pkg = env.path("rust-echo");
-    std::fs::create_dir_all(pkg.join("bin")).unwrap();
-    std::fs::copy(
-        example("rust-echo").join("manifest.yaml"),
-        pkg.join("manifest.yaml"),
-    )
-    .unwrap();
-    let built = std::path::Path::new(env!("CARGO_BIN_EXE_plugd")).with_file_name("rust-echo");
-    assert!(
-        built.exists(),
-        "{} was not built by the workspace",
-        built.display()
-    );
-    std::fs::copy(&built, pkg.join("bin/rust-echo")).unwrap();
+    let pkg = crate::util::example_package("rust-echo", env.scratch.path());
     env.ok(&["install", pkg.to_str().unwrap(), "--enable"]);
     let out = env.json(&[
         "exec",

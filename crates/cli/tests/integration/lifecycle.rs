@@ -27,6 +27,8 @@ fn every_example_manifest_validates() {
     for entry in std::fs::read_dir(crate::util::workspace().join("examples")).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let path = crate::util::example_package(name, env.scratch.path());
             let doc = env.json(&["validate", path.to_str().unwrap()]);
             assert_eq!(doc["valid"], true, "{}: {doc}", path.display());
             seen += 1;

@@ -20,6 +20,30 @@ pub fn example(name: &str) -> PathBuf {
     workspace().join("examples").join(name)
 }
 
+/// An example plugin as an installable package. The Rust example's binary is
+/// built by the workspace (next to `plugd`), not kept in git, so its package is
+/// assembled in `scratch`.
+pub fn example_package(name: &str, scratch: &Path) -> PathBuf {
+    if name != "rust-echo" {
+        return example(name);
+    }
+    let pkg = scratch.join("rust-echo-package");
+    if !pkg.exists() {
+        std::fs::create_dir_all(pkg.join("bin")).unwrap();
+        for file in ["manifest.yaml", "README.md"] {
+            std::fs::copy(example(name).join(file), pkg.join(file)).unwrap();
+        }
+        let built = Path::new(env!("CARGO_BIN_EXE_plugd")).with_file_name("rust-echo");
+        assert!(
+            built.exists(),
+            "{} was not built by the workspace",
+            built.display()
+        );
+        std::fs::copy(&built, pkg.join("bin/rust-echo")).unwrap();
+    }
+    pkg
+}
+
 /// One test's world: its own plugd home and a scratch directory for fixtures.
 pub struct Env {
     pub home: TempDir,
