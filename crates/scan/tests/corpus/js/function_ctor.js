@@ -1,0 +1,1 @@
+const f = new Function("a", "b", body);

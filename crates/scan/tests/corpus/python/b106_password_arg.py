@@ -1,0 +1,2 @@
+def connect(db):
+    return db.login(user="admin", password="s3cret!")

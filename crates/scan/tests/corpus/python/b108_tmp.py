@@ -1,0 +1,3 @@
+def save(data):
+    with open("/tmp/plugin-cache.txt", "w") as f:
+        f.write(data)

@@ -1,0 +1,4 @@
+import requests as rq
+
+def fetch(url):
+    return rq.post(url, data={})

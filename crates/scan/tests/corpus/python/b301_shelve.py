@@ -1,0 +1,4 @@
+import shelve
+
+def load(path):
+    return shelve.open(path)

@@ -1,0 +1,4 @@
+import marshal
+
+def load(blob):
+    return marshal.loads(blob)

@@ -1,0 +1,4 @@
+from urllib.request import urlopen
+
+def fetch(url):
+    return urlopen(url).read()

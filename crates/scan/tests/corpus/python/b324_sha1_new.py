@@ -1,0 +1,4 @@
+import hashlib
+
+def digest(data):
+    return hashlib.new("sha1", data).hexdigest()

@@ -1,0 +1,1 @@
+from ftplib import FTP

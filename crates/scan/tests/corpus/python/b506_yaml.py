@@ -1,0 +1,4 @@
+import yaml
+
+def load(text):
+    return yaml.load(text)

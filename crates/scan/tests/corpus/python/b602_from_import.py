@@ -1,0 +1,4 @@
+from subprocess import Popen
+
+def go(user):
+    Popen("ls " + user, shell=True)

@@ -1,0 +1,4 @@
+import subprocess as sp
+
+def go(cmd):
+    sp.call(cmd, shell=True)

@@ -1,0 +1,2 @@
+def find(cur, name):
+    cur.execute("DELETE FROM users WHERE name = '{}'".format(name))

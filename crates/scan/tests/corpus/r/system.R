@@ -1,0 +1,3 @@
+run <- function(cmd) {
+  system(cmd)
+}

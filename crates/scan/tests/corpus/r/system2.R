@@ -1,0 +1,1 @@
+system2("ls", args = c("-l"))
