@@ -15,6 +15,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox re-executes this binary as its in-namespace helper; that mode
+    // must take over before clap parses (the helper's argv is not ours) and
+    // before any thread exists (unshare/setns need a single-threaded process).
+    plugd_sandbox::run_helper_if_requested();
     let cli = args::Cli::parse();
     init_tracing();
     let json = cli.json;
