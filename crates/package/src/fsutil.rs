@@ -55,6 +55,18 @@ pub(crate) fn normal_file_mode(mode: u32) -> u32 {
     if is_executable(mode) { 0o755 } else { 0o644 }
 }
 
+/// The entries of a plugin directory as `pack` and directory installs see them:
+/// sorted (so archives and digests are deterministic), links not followed, and
+/// build clutter skipped.
+pub(crate) fn walk_package(dir: &Path) -> impl Iterator<Item = walkdir::Result<DirEntry>> {
+    WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| !is_clutter(e))
+}
+
 pub(crate) fn walk_error(err: walkdir::Error) -> PackageError {
     let path = err.path().map(Path::to_path_buf).unwrap_or_default();
     PackageError::io("read the directory entry", path, io::Error::from(err))

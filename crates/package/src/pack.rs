@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
 use tar::{EntryType, Header};
-use walkdir::WalkDir;
 
 use crate::PackageError;
 use crate::digest::{Digest, HashingReader, HashingWriter, TreeHasher};
@@ -82,13 +81,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Packed, PackageError> {
     let mut index = TreeIndex::default();
     let (mut files, mut bytes) = (0u64, 0u64);
 
-    let walk = WalkDir::new(dir)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| !fsutil::is_clutter(e));
-    for entry in walk {
+    for entry in fsutil::walk_package(dir) {
         let entry = entry.map_err(fsutil::walk_error)?;
         let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
         match fsutil::kind_of(&entry) {

@@ -11,7 +11,6 @@ use std::rc::Rc;
 
 use flate2::read::MultiGzDecoder;
 use tar::EntryType;
-use walkdir::WalkDir;
 
 use crate::error::PathProblem;
 use crate::fsutil::{self, EntryKind};
@@ -419,13 +418,7 @@ fn copy_dir(src: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked, Packag
         });
     }
     let mut writer = TreeWriter::new(dest, limits);
-    let walk = WalkDir::new(src)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| !fsutil::is_clutter(e));
-    for entry in walk {
+    for entry in fsutil::walk_package(src) {
         let entry = entry.map_err(fsutil::walk_error)?;
         let raw = entry
             .path()
