@@ -108,6 +108,8 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Show which sandbox layers this machine supports and which interpreters plugins can use.
+    Doctor,
 }
 
 /// `plugd exec`.

@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => exec(&open(None)?, args, json),
         Command::History { id, limit } => history(&open(None)?, id.as_deref(), limit, json),
+        Command::Doctor => crate::doctor::doctor(&open(None)?, json),
     }
 }
 
@@ -377,7 +378,8 @@ fn history(host: &Host, id: Option<&str>, limit: usize, json: bool) -> anyhow::R
     } else {
         say(table(
             [
-                "STARTED", "PLUGIN", "VERSION", "ACTION", "STATUS", "CODE", "DURATION", "ERROR",
+                "STARTED", "PLUGIN", "VERSION", "ACTION", "STATUS", "CODE", "DURATION", "CPU",
+                "MEM", "END", "ERROR",
             ],
             records.into_iter().map(|r| {
                 [
@@ -388,6 +390,9 @@ fn history(host: &Host, id: Option<&str>, limit: usize, json: bool) -> anyhow::R
                     r.status,
                     r.code.map(|c| c.to_string()).unwrap_or_default(),
                     format_duration(r.duration_us),
+                    r.cpu_time_us.map(format_duration).unwrap_or_default(),
+                    r.peak_memory_bytes.map(format_bytes).unwrap_or_default(),
+                    r.end_reason.unwrap_or_default(),
                     r.error_message.unwrap_or_default(),
                 ]
             }),
@@ -401,6 +406,15 @@ fn format_duration(us: u64) -> String {
         format!("{:.2} s", us as f64 / 1e6)
     } else {
         format!("{:.1} ms", us as f64 / 1e3)
+    }
+}
+
+fn format_bytes(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
     }
 }
 

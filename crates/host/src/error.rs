@@ -103,6 +103,22 @@ pub enum HostError {
         /// The plugin id.
         id: String,
     },
+    /// The sandbox cannot be used on this machine or with this configuration.
+    #[error(
+        "plugd cannot sandbox plugins here: {reason}; run `plugd doctor` to see which isolation layers work"
+    )]
+    SandboxUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The manifest asks for something the sandbox policy cannot express.
+    #[error("plugin `{id}` cannot be confined: {reason}; fix its `permissions` or `resources`")]
+    Policy {
+        /// The plugin id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The plugin's runtime is not built yet.
     #[error(
         "plugd cannot run `{runtime}` plugins yet (only `ndjson` is built so far); `{id}` stays installed"

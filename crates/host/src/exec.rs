@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use plugd_manifest::{Manifest, Runtime};
+use plugd_manifest::Manifest;
 use plugd_runtime::protocol::{ExecCall, Response, Status};
-use plugd_runtime::{CallOptions, PluginRef, WorkerStats};
+use plugd_runtime::{CallOptions, WorkerStats};
 use plugd_store::ExecutionRecord;
 use serde::Serialize;
 
@@ -79,12 +79,22 @@ impl Host {
         let plugin_dir = self.store.version_dir(id, &version);
         let work_dir = self.work_dir(&execution_id)?;
         let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let result = self
-            .run(&manifest, &plugin_dir, work_dir.path(), &call, options)
-            .await;
-        let report = result?;
+        let mut call_options = CallOptions::from_env();
+        if let Some(timeout) = options.timeout {
+            call_options.timeout = timeout;
+        }
+        let cx = crate::runtimes::RunContext {
+            manifest: &manifest,
+            plugin_dir: &plugin_dir,
+            work_dir: work_dir.path(),
+            call: &call,
+            call_options: &call_options,
+            execution_id: &execution_id,
+        };
+        let report = self.run(&cx).await?;
 
         let response = report.response;
+        let accounting = report.accounting;
         let outcome = ExecOutcome {
             execution_id: execution_id.clone(),
             plugin_id: id.to_string(),
@@ -109,9 +119,11 @@ impl Host {
             } else {
                 outcome.response.message.clone()
             },
-            cpu_time_us: None,
-            peak_memory_bytes: None,
-            end_reason: None,
+            cpu_time_us: accounting
+                .as_ref()
+                .map(|a| u64::try_from(a.cpu_time.as_micros()).unwrap_or(u64::MAX)),
+            peak_memory_bytes: accounting.as_ref().and_then(|a| a.peak_memory_bytes),
+            end_reason: end_reason(&outcome.response, accounting.as_ref()),
         })?;
         Ok(outcome)
     }
@@ -126,41 +138,6 @@ impl Host {
             self.require_plugin(id)?;
         }
         Ok(self.store.executions(id, limit)?)
-    }
-
-    async fn run(
-        &self,
-        manifest: &Manifest,
-        plugin_dir: &std::path::Path,
-        work_dir: &std::path::Path,
-        call: &ExecCall,
-        options: &ExecOptions,
-    ) -> Result<plugd_runtime::CallReport, HostError> {
-        match manifest.runtime {
-            Runtime::Ndjson => {
-                let plugin = PluginRef {
-                    id: manifest.id.clone(),
-                    version: manifest.version.to_string(),
-                    entry_point: manifest.entry_point.to_string(),
-                    language: manifest.language.map(|l| l.to_string()),
-                };
-                let spec = plugd_runtime::ndjson_launch(
-                    &plugin,
-                    plugin_dir,
-                    work_dir,
-                    self.interpreters(),
-                )?;
-                let mut call_options = CallOptions::from_env();
-                if let Some(timeout) = options.timeout {
-                    call_options.timeout = timeout;
-                }
-                Ok(plugd_runtime::call_once(&spec, call, &call_options).await)
-            }
-            other => Err(HostError::RuntimeNotBuilt {
-                id: manifest.id.clone(),
-                runtime: other.to_string(),
-            }),
-        }
     }
 
     /// A private, writable directory for one execution, removed when dropped.
@@ -197,6 +174,18 @@ fn resolve_action(manifest: &Manifest, asked: Option<String>) -> Result<Option<S
             id: manifest.id.clone(),
             known,
         }),
+    }
+}
+
+/// Why the plugin process ended, for the history: the sandbox's account when it
+/// gave one, else what plugd itself did (a timeout kill).
+fn end_reason(response: &Response, accounting: Option<&plugd_sandbox::Outcome>) -> Option<String> {
+    match accounting {
+        Some(a) => Some(a.reason.to_string()),
+        None if response.code == Some(plugd_runtime::protocol::codes::TIMEOUT) => {
+            Some("timeout".to_string())
+        }
+        None => None,
     }
 }
 

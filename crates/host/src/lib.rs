@@ -17,14 +17,19 @@
 //! Views returned to callers ([`PluginView`], [`InstallReport`], [`ExecOutcome`], …)
 //! are plain serde types: the CLI prints them as tables or, with `--json`, as-is.
 
+mod confine;
+mod environment;
 mod error;
 mod exec;
 mod lifecycle;
+mod runtimes;
 mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub use confine::SandboxMode;
+pub use environment::PluginEnv;
 pub use error::HostError;
 pub use exec::{ExecOptions, ExecOutcome};
 pub use lifecycle::{InstallOptions, Progress, SilentProgress};
@@ -40,6 +45,8 @@ pub struct HostConfig {
     pub home: PathBuf,
     /// Bounds applied while unpacking packages.
     pub unpack_limits: plugd_package::Limits,
+    /// How plugin processes are sandboxed.
+    pub sandbox: SandboxMode,
 }
 
 impl HostConfig {
@@ -48,6 +55,7 @@ impl HostConfig {
         Self {
             home: home.into(),
             unpack_limits: plugd_package::Limits::default(),
+            sandbox: SandboxMode::default(),
         }
     }
 }
@@ -59,6 +67,8 @@ pub struct Host {
     /// Discovering interpreters runs `python3` once (costly behind a pyenv shim),
     /// so it happens on the first execution that needs it, never at open.
     interpreters: OnceLock<Interpreters>,
+    /// Probed on the first sandboxed execution (see [`Host::sandbox`]).
+    sandbox: OnceLock<Result<std::sync::Arc<plugd_sandbox::Sandbox>, String>>,
 }
 
 impl Host {
@@ -69,6 +79,7 @@ impl Host {
             store,
             config,
             interpreters: OnceLock::new(),
+            sandbox: OnceLock::new(),
         })
     }
 

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::isolation::{Isolation, accounting, launch};
 use crate::protocol::{ExecCall, RequestType, Response, codes};
 use crate::worker::human_duration;
-use crate::{CallError, CallOptions, ExitReport, LaunchSpec, Worker, WorkerStats, spawn};
+use crate::{CallError, CallOptions, ExitReport, LaunchSpec, Worker, WorkerStats};
 
 /// Everything one call produced.
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct CallReport {
     pub stats: WorkerStats,
     /// How the process ended; `None` when it never started.
     pub exit: Option<ExitReport>,
+    /// The sandbox's accounting (CPU time, peak memory, why it ended); `None`
+    /// without a sandbox or when the helper left no report (it was killed).
+    pub accounting: Option<plugd_sandbox::Outcome>,
 }
 
 /// Runs one call: spawn `spec`, `health` (must answer `ok` within
@@ -33,11 +37,26 @@ pub struct CallReport {
 /// Never panics and never waits much beyond the timeouts: every failure becomes an
 /// error [`Response`] in the report, with the exec request's id.
 pub async fn call_once(spec: &LaunchSpec, call: &ExecCall, opts: &CallOptions) -> CallReport {
+    call_once_in(spec, &Isolation::Direct, call, opts).await
+}
+
+/// [`call_once`], with the process started as `isolation` says. A sandbox that
+/// cannot be set up gives an error response naming the failed step.
+pub async fn call_once_in(
+    spec: &LaunchSpec,
+    isolation: &Isolation,
+    call: &ExecCall,
+    opts: &CallOptions,
+) -> CallReport {
     let started = Instant::now();
     let exec_id = uuid::Uuid::new_v4().to_string();
     let label = spec.label();
-    let child = match spawn(spec) {
-        Ok(child) => child,
+    let launched = match launch(spec, isolation) {
+        Ok(mut launched) => launched.wait_started(&label).await.map(|()| launched),
+        Err(err) => Err(err),
+    };
+    let (child, monitor) = match launched {
+        Ok(launched) => (launched.child, launched.monitor),
         Err(err) => {
             let mut response = Response::error(&exec_id, codes::INTERNAL, error_chain(&err));
             response.meta = Some(serde_json::json!({"origin": "plugd", "error": "spawn"}));
@@ -48,6 +67,7 @@ pub async fn call_once(spec: &LaunchSpec, call: &ExecCall, opts: &CallOptions) -
                 stderr_tail: String::new(),
                 stats: WorkerStats::default(),
                 exit: None,
+                accounting: None,
             };
         }
     };
@@ -117,6 +137,14 @@ pub async fn call_once(spec: &LaunchSpec, call: &ExecCall, opts: &CallOptions) -
             human_duration(opts.shutdown_grace)
         );
     }
+    let accounting = match accounting(monitor).await {
+        Some(Ok(outcome)) => Some(outcome),
+        Some(Err(err)) => {
+            tracing::debug!(plugin = %label, "no sandbox accounting: {err}");
+            None
+        }
+        None => None,
+    };
     CallReport {
         response,
         health,
@@ -124,6 +152,7 @@ pub async fn call_once(spec: &LaunchSpec, call: &ExecCall, opts: &CallOptions) -
         stderr_tail: exit.stderr_tail.clone(),
         stats: exit.stats,
         exit: Some(exit),
+        accounting,
     }
 }
 

@@ -9,6 +9,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// The sandbox could not be prepared or set up; the plugin never ran.
+    #[error(
+        "plugin {plugin}: the sandbox could not be set up: {detail}; `plugd doctor` shows which isolation layers this machine supports"
+    )]
+    SandboxSetup {
+        /// The plugin (`id@version`).
+        plugin: String,
+        /// What failed, naming the setup step.
+        detail: String,
+    },
     /// The manifest's entry point is not a safe relative path.
     #[error(
         "plugin {plugin}: entry point '{entry_point}' {reason}; name a file inside the plugin directory, e.g. 'plugin.py'"

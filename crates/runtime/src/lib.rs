@@ -34,13 +34,15 @@
 mod call;
 pub mod codec;
 mod error;
+mod isolation;
 mod launch;
 pub mod protocol;
 mod settings;
 mod worker;
 
-pub use call::{CallReport, call_once};
+pub use call::{CallReport, call_once, call_once_in};
 pub use error::RuntimeError;
+pub use isolation::{Isolation, Launched, accounting, launch};
 pub use launch::{
     Interpreters, LaunchSpec, PluginRef, command, find_program, ndjson_launch, spawn,
 };

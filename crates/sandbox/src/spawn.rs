@@ -253,6 +253,11 @@ impl Sandbox {
         }
     }
 
+    /// The helper binary this sandbox re-executes.
+    pub fn helper(&self) -> &Helper {
+        &self.helper
+    }
+
     /// What the probe found, in `doctor` order.
     pub fn layers(&self) -> &[LayerStatus] {
         &self.layers
