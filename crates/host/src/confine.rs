@@ -34,6 +34,24 @@ pub enum SandboxMode {
 /// host's own timeout (which answers 301) fires first.
 const SANDBOX_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
 
+/// What one plugin process looks like, for [`Host::isolation_for`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcessShape<'a> {
+    /// The plugin files the process sees at `/plugin` (the installed copy, or a
+    /// per-call copy for the `file` runtime).
+    pub plugin_dir: &'a Path,
+    /// Its private work directory, seen at `/work`.
+    pub work_dir: &'a Path,
+    /// The program it runs (an interpreter's prefix is made visible).
+    pub program: &'a Path,
+    /// More paths to show read-only (a plugin's virtualenv).
+    pub extra_paths: &'a [PathBuf],
+    /// How long the call may take; the sandbox's own limit is a little longer.
+    pub timeout: Duration,
+    /// It is an HTTP server that needs its own loopback network.
+    pub http_server: bool,
+}
+
 impl Host {
     /// The sandbox, probed on first use. An error says why it cannot be used.
     pub fn sandbox(&self) -> Result<Arc<Sandbox>, HostError> {
@@ -65,13 +83,16 @@ impl Host {
     pub(crate) fn isolation_for(
         &self,
         manifest: &Manifest,
-        plugin_dir: &Path,
-        work_dir: &Path,
-        program: &Path,
-        extra_paths: &[PathBuf],
-        timeout: Duration,
-        http_server: bool,
+        process: &ProcessShape<'_>,
     ) -> Result<Isolation, HostError> {
+        let ProcessShape {
+            plugin_dir,
+            work_dir,
+            program,
+            extra_paths,
+            timeout,
+            http_server,
+        } = *process;
         if self.config.sandbox == SandboxMode::Off {
             return Ok(Isolation::Direct);
         }

@@ -3,6 +3,7 @@
 use plugd_runtime::{CallReport, PluginRef};
 
 use super::RunContext;
+use crate::confine::ProcessShape;
 use crate::{Host, HostError};
 
 impl Host {
@@ -19,12 +20,14 @@ impl Host {
         let opts = cx.call_options;
         let isolation = self.isolation_for(
             manifest,
-            cx.plugin_dir,
-            cx.work_dir,
-            &spec.program,
-            &[],
-            opts.timeout + opts.health_timeout,
-            false,
+            &ProcessShape {
+                plugin_dir: cx.plugin_dir,
+                work_dir: cx.work_dir,
+                program: &spec.program,
+                extra_paths: &[],
+                timeout: opts.timeout + opts.health_timeout,
+                http_server: false,
+            },
         )?;
         Ok(plugd_runtime::call_once_in(&spec, &isolation, cx.call, opts).await)
     }
