@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::isolation::{Isolation, accounting, launch};
+use crate::isolation::{Isolation, accounting, explain_limit, launch};
 use crate::protocol::{ExecCall, RequestType, Response, codes};
 use crate::worker::human_duration;
 use crate::{CallError, CallOptions, ExitReport, LaunchSpec, Worker, WorkerStats};
@@ -137,8 +137,12 @@ pub async fn call_once_in(
             human_duration(opts.shutdown_grace)
         );
     }
+    let mut response = response;
     let accounting = match accounting(monitor).await {
-        Some(Ok(outcome)) => Some(outcome),
+        Some(Ok(outcome)) => {
+            explain_limit(&mut response, &outcome);
+            Some(outcome)
+        }
         Some(Err(err)) => {
             tracing::debug!(plugin = %label, "no sandbox accounting: {err}");
             None

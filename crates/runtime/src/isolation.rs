@@ -111,6 +111,39 @@ pub async fn accounting(monitor: Option<Monitor>) -> Option<Result<Outcome, Moni
         .ok()
 }
 
+/// When the sandbox ended a plugin for a limit, the error response plugd made
+/// ("killed by signal 9") is rewritten to say which limit, with code 300
+/// (resource exhausted) — or 301 for the sandbox's own wall-clock limit. A
+/// response the plugin itself sent is left alone.
+pub fn explain_limit(response: &mut crate::protocol::Response, outcome: &Outcome) {
+    use crate::protocol::{Status, codes};
+    use plugd_sandbox::EndReason;
+    let from_plugd = response
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("origin"))
+        .is_some_and(|o| o == "plugd");
+    if response.status != Status::Error || !from_plugd {
+        return;
+    }
+    let (code, why) = match outcome.reason {
+        EndReason::Memory => (
+            codes::RESOURCE_EXHAUSTED,
+            "it used more memory than its limit (raise `resources.memory` in the manifest if it needs more)",
+        ),
+        EndReason::Pids => (
+            codes::RESOURCE_EXHAUSTED,
+            "it started more processes than its limit (`resources.processes`)",
+        ),
+        EndReason::CpuTime => (codes::RESOURCE_EXHAUSTED, "it used up its CPU time limit"),
+        EndReason::Timeout => (codes::TIMEOUT, "it ran past the sandbox's wall-clock limit"),
+        EndReason::Exit { .. } | EndReason::Signal { .. } => return,
+    };
+    let before = response.message.take().unwrap_or_default();
+    response.code = Some(code);
+    response.message = Some(format!("the sandbox stopped the plugin: {why} ({before})"));
+}
+
 /// Starts `spec` as `isolation` says, with stdio piped and the process leading its
 /// own process group, killed if the handle is dropped. Needs a tokio runtime.
 pub fn launch(spec: &LaunchSpec, isolation: &Isolation) -> Result<Launched, RuntimeError> {

@@ -42,7 +42,7 @@ mod worker;
 
 pub use call::{CallReport, call_once, call_once_in};
 pub use error::RuntimeError;
-pub use isolation::{Isolation, Launched, accounting, launch};
+pub use isolation::{Isolation, Launched, accounting, explain_limit, launch};
 pub use launch::{
     Interpreters, LaunchSpec, PluginRef, command, find_program, ndjson_launch, spawn,
 };
