@@ -55,6 +55,8 @@ pub enum Command {
         enable: bool,
         #[command(flatten)]
         limits: UnpackLimits,
+        #[command(flatten)]
+        trust: crate::trust::InstallTrustArgs,
     },
     /// List installed plugins.
     List,
@@ -81,6 +83,8 @@ pub enum Command {
         source: PathBuf,
         #[command(flatten)]
         limits: UnpackLimits,
+        #[command(flatten)]
+        trust: crate::trust::InstallTrustArgs,
     },
     /// Make an installed older version active again, recording why.
     Rollback {
@@ -98,6 +102,16 @@ pub enum Command {
         /// Plugin id.
         id: String,
     },
+    /// Scan a plugin directory or package for security issues (exit 1 on a high-severity finding).
+    Scan(crate::trust::ScanArgs),
+    /// Manage signing keys and the keys trusted for `verified` plugins.
+    Key {
+        /// The key operation.
+        #[command(subcommand)]
+        command: crate::trust::KeyCommand,
+    },
+    /// Sign a plugin directory or package: writes <package>.minisig covering its id, version and digest.
+    Sign(crate::trust::SignArgs),
     /// Call an action of a plugin and print the body of its response.
     Exec(ExecArgs),
     /// List recent executions.
@@ -110,6 +124,14 @@ pub enum Command {
     },
     /// Show which sandbox layers this machine supports and which interpreters plugins can use.
     Doctor,
+    /// Measure warm calls to an installed plugin: p50, p99 and calls/s (JSON with --json).
+    Bench(BenchArgs),
+    /// Check that a plugin directory speaks the protocol: health, each action, malformed JSON,
+    /// an over-long line, an unknown type and action, shutdown and exit (exit 1 if any check fails).
+    Test {
+        /// The plugin directory (not installed: it runs from where it is, sandboxed as its trust level says).
+        dir: PathBuf,
+    },
 }
 
 /// `plugd exec`.
@@ -134,6 +156,28 @@ pub struct ExecArgs {
     /// Seconds before the plugin is killed [default: OMNIFLOW_EXEC_TIMEOUT, else 10].
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Argument words after `--`, for `command` plugins (`plugd exec ID COMMAND -- ARGS…`);
+    /// sent as `args.argv`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub argv: Vec<String>,
+}
+
+/// `plugd bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Plugin id (an `ndjson` or `python-function` plugin).
+    pub id: String,
+    /// The action [default: the plugin's only action].
+    pub action: Option<String>,
+    /// Arguments of every call as a JSON object, or @FILE.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub args: Option<String>,
+    /// How many calls to time (after a warm-up of a tenth of them, 10 to 1000).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub calls: usize,
+    /// Calls in flight at once (the pool gets min(C, cores) workers).
+    #[arg(long, default_value_t = 1, value_name = "C")]
+    pub concurrency: usize,
 }
 
 /// Bounds on unpacking a package; the defaults are far above any real plugin.

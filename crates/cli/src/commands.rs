@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use plugd_host::{ExecOptions, Host, HostConfig, InstallOptions, InstallReport, InstallStatus};
+use plugd_host::{ExecOptions, Host, HostConfig, InstallReport, InstallStatus};
 use plugd_runtime::protocol::{ExecCall, Status};
 use serde_json::{Map, Value, json};
 
@@ -35,17 +35,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             source,
             enable,
             limits,
+            trust,
         } => {
             let host = open(Some(&limits))?;
             let spinner = Spinner::new(json);
-            let report = host.install(&source, &InstallOptions { enable }, &spinner);
+            let report = host.install(&source, &trust.options(enable), &spinner);
             spinner.finish();
             print_install(&report?, json)
         }
-        Command::Update { id, source, limits } => {
+        Command::Update {
+            id,
+            source,
+            limits,
+            trust,
+        } => {
             let host = open(Some(&limits))?;
             let spinner = Spinner::new(json);
-            let report = host.update(&id, &source, &spinner);
+            let report = host.update(&id, &source, &trust.options(false), &spinner);
             spinner.finish();
             print_install(&report?, json)
         }
@@ -77,9 +83,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Scan(args) => crate::trust::scan(&args, json),
+        Command::Key { command } => {
+            crate::trust::key(&home.clone().map_or_else(default_home, Ok)?, command, json)
+        }
+        Command::Sign(args) => {
+            crate::trust::sign(&home.clone().map_or_else(default_home, Ok)?, &args, json)
+        }
         Command::Exec(args) => exec(&open(None)?, args, json),
         Command::History { id, limit } => history(&open(None)?, id.as_deref(), limit, json),
         Command::Doctor => crate::doctor::doctor(&open(None)?, json),
+        Command::Bench(args) => crate::bench::bench(&open(None)?, args, json),
+        Command::Test { dir } => crate::plugin_test::plugin_test(&open(None)?, &dir, json),
     }
 }
 
@@ -192,6 +207,7 @@ fn print_install(report: &InstallReport, json: bool) -> anyhow::Result<ExitCode>
         report.dialect,
         report.digest
     ))?;
+    crate::trust::print_install_trust(report)?;
     if !report.enabled {
         say(format!(
             "  disabled: enable it with `plugd enable {}`",
@@ -252,6 +268,9 @@ fn info(host: &Host, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     if !plugin.actions.is_empty() {
         say(format!("  actions: {}", plugin.actions.join(", ")))?;
     }
+    if let Some(active) = plugin.versions.iter().find(|v| v.active) {
+        crate::trust::print_version_trust(active.signer.as_ref(), active.scan.as_ref())?;
+    }
     say("\nVersions")?;
     say(table(
         ["", "VERSION", "DIGEST", "INSTALLED", "SOURCE"],
@@ -297,15 +316,22 @@ fn set_enabled(host: &Host, id: &str, enabled: bool, json: bool) -> anyhow::Resu
 }
 
 fn exec(host: &Host, args: ExecArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let mut call_args = match &args.args {
+        Some(text) => match read_json_arg("--args", text)? {
+            Value::Object(map) => map,
+            other => bail!("--args must be a JSON object, got {}", json_kind(&other)),
+        },
+        None => Map::new(),
+    };
+    if !args.argv.is_empty() {
+        if call_args.contains_key("argv") {
+            bail!("give the argument words either after `--` or as `argv` in --args, not both");
+        }
+        call_args.insert("argv".into(), json!(args.argv));
+    }
     let call = ExecCall {
         action: args.action,
-        args: match &args.args {
-            Some(text) => match read_json_arg("--args", text)? {
-                Value::Object(map) => map,
-                other => bail!("--args must be a JSON object, got {}", json_kind(&other)),
-            },
-            None => Map::new(),
-        },
+        args: call_args,
         input_data: args
             .input
             .as_deref()
@@ -340,6 +366,22 @@ fn exec(host: &Host, args: ExecArgs, json: bool) -> anyhow::Result<ExitCode> {
     let response = &outcome.response;
     if json {
         emit_json(&outcome)?;
+    } else if outcome.runtime == "command"
+        && let Some(body) = &response.body
+        && body.get("exit_code").is_some()
+    {
+        // A command plugin is a program: show its output as it wrote it.
+        use std::io::Write;
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        std::io::stdout().write_all(text("stdout").as_bytes())?;
+        std::io::stderr().write_all(text("stderr").as_bytes())?;
+        if response.status != Status::Ok {
+            eprintln!(
+                "error: {} {}",
+                outcome.plugin_id,
+                response.message.as_deref().unwrap_or("failed")
+            );
+        }
     } else if response.status == Status::Ok {
         match &response.body {
             Some(Value::String(text)) => say(text)?,
@@ -419,7 +461,7 @@ fn format_bytes(bytes: u64) -> String {
 }
 
 /// A JSON value given inline, or `@FILE` (`@-` for stdin).
-fn read_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
+pub(crate) fn read_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     let (source, content) = match text.strip_prefix('@') {
         Some("-") => {
             let mut buf = String::new();

@@ -7,9 +7,12 @@
 //! parse stderr. A closed stdout (`plugd list | head -1`) is not an error.
 
 mod args;
+mod bench;
 mod commands;
 mod doctor;
 mod output;
+mod plugin_test;
+mod trust;
 
 use std::process::ExitCode;
 

@@ -95,13 +95,52 @@ pub enum HostError {
         /// The plugin id.
         id: String,
     },
-    /// The plugin asks for a trust level this plugd cannot grant yet.
+    /// A `verified` plugin without a signature.
     #[error(
-        "plugin `{id}` asks for trust level `verified`, which requires a signature by a trusted key; plugd does not verify signatures yet, so `verified` plugins are refused (install it as `sandboxed` or `trusted`)"
+        "plugin `{id}` asks for trust level `verified`, which requires a signature by a trusted key, but it is unsigned (no {expected}); sign it with `plugd sign <package>` and trust the key with `plugd key trust`, or install it as `sandboxed`"
     )]
     VerifiedNeedsSignature {
         /// The plugin id.
         id: String,
+        /// Where the signature was looked for.
+        expected: String,
+    },
+    /// A `verified` plugin signed by a key that is not trusted.
+    #[error(
+        "plugin `{id}` asks for trust level `verified`, but its signature is by untrusted key {key_id}; if you trust the signer, add the key with `plugd key trust <public-key>`"
+    )]
+    UntrustedSigner {
+        /// The plugin id.
+        id: String,
+        /// The signing key's id.
+        key_id: String,
+    },
+    /// The package's signature failed to verify.
+    #[error("the signature {path} was refused")]
+    Signature {
+        /// The signature file.
+        path: String,
+        /// What failed: bad signature, digest, id or version mismatch.
+        #[source]
+        source: plugd_package::SignatureError,
+    },
+    /// A keyring operation failed.
+    #[error("the keyring failed")]
+    Keys(#[from] crate::trust::KeyError),
+    /// High-severity scan findings block a `trusted` or `verified` install.
+    #[error(
+        "plugin `{id}` is `{trust_level}` but the security scan found {high} high-severity finding(s):\n{}\nreview the code, then re-run with --accept-findings to install anyway, or install it as `sandboxed`",
+        top.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n")
+    )]
+    FindingsBlock {
+        /// The plugin id.
+        id: String,
+        /// Its trust level.
+        trust_level: String,
+        /// How many high findings.
+        high: usize,
+        /// The top findings, one line each.
+        top: Vec<String>,
     },
     /// The sandbox cannot be used on this machine or with this configuration.
     #[error(
@@ -119,6 +158,29 @@ pub enum HostError {
         /// What is wrong.
         reason: String,
     },
+    /// `plugd test` was pointed at a plugin that does not speak the envelope.
+    #[error(
+        "plugd test checks the NDJSON protocol, which `{id}` does not speak (runtime `{runtime}`); try it with `plugd install` and `plugd exec` instead"
+    )]
+    NotConformanceTestable {
+        /// The plugin id.
+        id: String,
+        /// Its runtime.
+        runtime: String,
+    },
+    /// Warm pools exist only for runtimes that keep a process between calls.
+    #[error(
+        "`{id}` is a `{runtime}` plugin, which starts one process per call; warm pools (and `plugd bench`) need an `ndjson` or `python-function` plugin"
+    )]
+    NoWarmWorkers {
+        /// The plugin id.
+        id: String,
+        /// Its runtime.
+        runtime: String,
+    },
+    /// A plugd setting (environment variable) or a pool start failed.
+    #[error("{0}")]
+    Settings(String),
     /// The plugin's runtime is not built yet.
     #[error(
         "plugd cannot run `{runtime}` plugins yet (only `ndjson` is built so far); `{id}` stays installed"
@@ -156,5 +218,61 @@ pub enum HostError {
         version: String,
         /// What serde said.
         message: String,
+    },
+    /// A Python requirement (manifest or `requirements.txt`) was refused.
+    #[error("plugin `{id}`: the Python requirement `{text}` in {place} was refused: {reason}")]
+    Requirement {
+        /// The plugin id.
+        id: String,
+        /// Where it was written (`requirements.txt line 3`, the manifest).
+        place: String,
+        /// The offending text.
+        text: String,
+        /// Why, and what to write instead.
+        reason: String,
+    },
+    /// Python packages are declared but no Python interpreter was found.
+    #[error(
+        "plugin `{id}` declares Python packages, but no `python3` was found on PATH to build its environment; install Python 3 (with the venv module) and try again"
+    )]
+    PythonMissing {
+        /// The plugin id.
+        id: String,
+    },
+    /// Building the plugin's environment failed (venv, pip or Rscript).
+    #[error(
+        "could not prepare the environment of plugin `{id}`: {step} failed: {detail}\nnothing was installed; fix the cause (package names, network, index) and install again"
+    )]
+    EnvBuild {
+        /// The plugin id.
+        id: String,
+        /// The step (`pip install`, `python -m venv`, …).
+        step: String,
+        /// What happened, with the tool's last output lines.
+        detail: String,
+    },
+    /// R packages are declared but `Rscript` was not found.
+    #[error(
+        "plugin `{id}` needs the R packages {}, but `Rscript` was not found on PATH; install R (e.g. `apt-get install r-base-core`) and the packages, then install the plugin again",
+        packages.join(", ")
+    )]
+    RscriptMissing {
+        /// The plugin id.
+        id: String,
+        /// The R packages it declares.
+        packages: Vec<String>,
+    },
+    /// Declared R packages are not installed on this machine.
+    #[error(
+        "plugin `{id}` needs R packages that are not installed: {}; install them with `Rscript -e 'install.packages(c({}))'` (or your distribution's packages: {}), then install the plugin again",
+        missing.join(", "),
+        missing.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", "),
+        missing.iter().map(|m| format!("r-cran-{}", m.to_lowercase())).collect::<Vec<_>>().join(" ")
+    )]
+    RPackagesMissing {
+        /// The plugin id.
+        id: String,
+        /// The packages `requireNamespace` could not load.
+        missing: Vec<String>,
     },
 }

@@ -31,6 +31,9 @@ pub struct ExecOutcome {
     pub version: String,
     /// The action called.
     pub action: Option<String>,
+    /// The plugin's runtime (`ndjson`, `command`, …), for callers that show
+    /// results differently per runtime.
+    pub runtime: String,
     /// The response envelope.
     pub response: Response,
     /// Wall-clock time of the whole call, start to exit.
@@ -100,6 +103,7 @@ impl Host {
             plugin_id: id.to_string(),
             version: version.clone(),
             action: call.action.clone(),
+            runtime: manifest.runtime.to_string(),
             duration_us: u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
             stderr_tail: report.stderr_tail,
             protocol: report.stats,
@@ -141,7 +145,7 @@ impl Host {
     }
 
     /// A private, writable directory for one execution, removed when dropped.
-    fn work_dir(&self, execution_id: &str) -> Result<tempfile::TempDir, HostError> {
+    pub(crate) fn work_dir(&self, execution_id: &str) -> Result<tempfile::TempDir, HostError> {
         let parent = self.home().join("work");
         std::fs::create_dir_all(&parent).map_err(|source| HostError::Io {
             context: format!("creating {}", parent.display()),
@@ -159,7 +163,10 @@ impl Host {
 
 /// Picks the action to call: the one named, checked against the manifest, or the
 /// only one the manifest declares.
-fn resolve_action(manifest: &Manifest, asked: Option<String>) -> Result<Option<String>, HostError> {
+pub(crate) fn resolve_action(
+    manifest: &Manifest,
+    asked: Option<String>,
+) -> Result<Option<String>, HostError> {
     let known: Vec<String> = manifest.actions.iter().map(|a| a.name.clone()).collect();
     match asked {
         Some(action) if known.is_empty() || known.contains(&action) => Ok(Some(action)),

@@ -4,8 +4,10 @@
 //!
 //! - **install / update** ([`Host::install`], [`Host::update`]): read a package
 //!   ([`plugd_package`]), unpack it safely into the store's staging area, load and
-//!   validate its manifest ([`plugd_manifest`]), digest it, and commit it with one
-//!   rename plus one transaction ([`plugd_store`]);
+//!   validate its manifest ([`plugd_manifest`]), scan it ([`plugd_scan`]), digest
+//!   it, verify its signature, and commit it with one rename plus one transaction
+//!   ([`plugd_store`]); the trust policy (which findings and signatures block
+//!   which trust levels) and the keyring live in [`trust`];
 //! - **rollback, enable, disable, uninstall**: state changes, each audited;
 //! - **execute** ([`Host::exec`]): start the active version of a plugin through its
 //!   runtime ([`plugd_runtime`]), and record the execution in the history.
@@ -18,21 +20,27 @@
 //! are plain serde types: the CLI prints them as tables or, with `--json`, as-is.
 
 mod confine;
+mod conformance;
 mod environment;
 mod error;
 mod exec;
 mod lifecycle;
+mod pools;
 mod runtimes;
+pub mod trust;
 mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use confine::SandboxMode;
+pub use conformance::ConformanceReport;
 pub use environment::PluginEnv;
 pub use error::HostError;
 pub use exec::{ExecOptions, ExecOutcome};
 pub use lifecycle::{InstallOptions, Progress, SilentProgress};
+pub use pools::BenchReport;
+pub use trust::{Keyring, ScanSummary, SignatureCheck, TrustedKey};
 pub use views::{InstallReport, InstallStatus, PluginView, RollbackReport, VersionView};
 
 use plugd_runtime::Interpreters;
@@ -69,18 +77,23 @@ pub struct Host {
     interpreters: OnceLock<Interpreters>,
     /// Probed on the first sandboxed execution (see [`Host::sandbox`]).
     sandbox: OnceLock<Result<std::sync::Arc<plugd_sandbox::Sandbox>, String>>,
+    /// Warm worker pools, by plugin version (see [`Host::pool`]).
+    pools: pools::Pools,
 }
 
 impl Host {
     /// Opens (creating when missing) the home named in `config`.
     pub fn open(config: HostConfig) -> Result<Self, HostError> {
         let store = Store::open(&config.home)?;
-        Ok(Self {
+        let host = Self {
             store,
             config,
             interpreters: OnceLock::new(),
             sandbox: OnceLock::new(),
-        })
+            pools: pools::Pools::default(),
+        };
+        host.sweep_envs();
+        Ok(host)
     }
 
     /// The home this host works in.

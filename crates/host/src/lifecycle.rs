@@ -10,6 +10,7 @@ use plugd_manifest::{Loaded, Manifest, TrustLevel};
 use plugd_package::{Digest, Source};
 use plugd_store::{ActivationEvent, CommitOutcome, NewVersion, Staging};
 
+use crate::trust::{self, ScanSummary, SignatureCheck};
 use crate::views::{InstallReport, InstallStatus, PluginView, RollbackReport, VersionView};
 use crate::{Host, HostError};
 
@@ -27,11 +28,18 @@ impl Progress for SilentProgress {
     fn step(&self, _message: &str) {}
 }
 
-/// Options of [`Host::install`].
+/// Options of [`Host::install`] and [`Host::update`].
 #[derive(Debug, Clone, Default)]
 pub struct InstallOptions {
-    /// Enable the plugin right away (a new plugin is installed disabled otherwise).
+    /// Enable the plugin right away (a new plugin is installed disabled otherwise;
+    /// ignored by `update`, which keeps the plugin's state).
     pub enable: bool,
+    /// Install `trusted` and `verified` plugins despite high-severity scan findings.
+    pub accept_findings: bool,
+    /// The signature file, when it is not `<package>.minisig` beside the package.
+    pub signature: Option<PathBuf>,
+    /// An OSV advisory file to match the declared dependencies against.
+    pub advisories: Option<PathBuf>,
 }
 
 /// A package unpacked and checked in the staging area, not yet committed.
@@ -41,11 +49,18 @@ struct Staged {
     loaded: Loaded,
     digest: Digest,
     source: String,
+    scan: plugd_scan::ScanReport,
+    signature: SignatureCheck,
+    warnings: Vec<String>,
 }
 
 impl Staged {
     fn manifest(&self) -> &Manifest {
         &self.loaded.manifest
+    }
+
+    fn digest_string(&self) -> String {
+        self.digest.to_string()
     }
 
     fn new_version(&self, enable: bool) -> Result<NewVersion, HostError> {
@@ -70,8 +85,14 @@ impl Staged {
 }
 
 impl Host {
-    /// Unpacks, validates and digests a package in the staging area.
-    fn stage(&self, path: &Path, progress: &dyn Progress) -> Result<Staged, HostError> {
+    /// Unpacks, validates, scans, digests and verifies a package in the staging
+    /// area, applying the trust policy (see [`crate::trust`]).
+    fn stage(
+        &self,
+        path: &Path,
+        options: &InstallOptions,
+        progress: &dyn Progress,
+    ) -> Result<Staged, HostError> {
         let source = Source::detect(path)?;
         let staging = self.store.stage()?;
         progress.step("unpacking");
@@ -82,13 +103,18 @@ impl Host {
         )?;
         progress.step("validating the manifest");
         let loaded = plugd_manifest::load(&unpacked.root)?;
-        if loaded.manifest.trust_level == TrustLevel::Verified {
-            return Err(HostError::VerifiedNeedsSignature {
-                id: loaded.manifest.id.clone(),
-            });
-        }
+        progress.step("scanning the code");
+        let scan = trust::scan_package(
+            &unpacked.root,
+            Some(&loaded.manifest),
+            options.advisories.as_deref(),
+        );
+        let mut warnings = self.apply_scan_policy(&loaded.manifest, &scan, options)?;
         progress.step("computing the digest");
         let digest = plugd_package::tree_digest(&unpacked.root)?;
+        progress.step("checking the signature");
+        let signature =
+            self.apply_signature_policy(path, &loaded.manifest, digest, options, &mut warnings)?;
         plugd_package::make_read_only(&unpacked.root)?;
         let source = std::fs::canonicalize(path)
             .unwrap_or_else(|_| path.to_path_buf())
@@ -100,7 +126,108 @@ impl Host {
             loaded,
             digest,
             source,
+            scan,
+            signature,
+            warnings,
         })
+    }
+
+    fn apply_scan_policy(
+        &self,
+        manifest: &Manifest,
+        scan: &plugd_scan::ScanReport,
+        options: &InstallOptions,
+    ) -> Result<Vec<String>, HostError> {
+        let mut warnings = Vec::new();
+        let high = scan.counts().high;
+        if high == 0 {
+            return Ok(warnings);
+        }
+        let top = || {
+            scan.findings
+                .iter()
+                .filter(|f| f.severity == plugd_scan::Severity::High)
+                .take(trust::TOP_FINDINGS)
+                .map(trust::finding_line)
+                .collect::<Vec<_>>()
+        };
+        match manifest.trust_level {
+            TrustLevel::Sandboxed => warnings.push(format!(
+                "the security scan found {high} high-severity finding(s); installing anyway because `sandboxed` plugins run confined"
+            )),
+            TrustLevel::Trusted | TrustLevel::Verified if options.accept_findings => {
+                warnings.push(format!(
+                    "the security scan found {high} high-severity finding(s), accepted with --accept-findings"
+                ))
+            }
+            TrustLevel::Trusted | TrustLevel::Verified => {
+                return Err(HostError::FindingsBlock {
+                    id: manifest.id.clone(),
+                    trust_level: manifest.trust_level.to_string(),
+                    high,
+                    top: top(),
+                });
+            }
+        }
+        Ok(warnings)
+    }
+
+    fn apply_signature_policy(
+        &self,
+        path: &Path,
+        manifest: &Manifest,
+        digest: Digest,
+        options: &InstallOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<SignatureCheck, HostError> {
+        let claim = plugd_package::SignedClaim {
+            id: manifest.id.clone(),
+            version: manifest.version.to_string(),
+            digest,
+        };
+        let keyring = trust::Keyring::new(self.home());
+        let check = trust::check_signature(&keyring, path, options.signature.as_deref(), &claim)?;
+        let verified = manifest.trust_level == TrustLevel::Verified;
+        match &check {
+            SignatureCheck::Trusted { .. } => {}
+            SignatureCheck::Unsigned { expected } if verified => {
+                return Err(HostError::VerifiedNeedsSignature {
+                    id: manifest.id.clone(),
+                    expected: expected.clone(),
+                });
+            }
+            SignatureCheck::Unsigned { .. } => {}
+            SignatureCheck::Untrusted { key_id, .. } if verified => {
+                return Err(HostError::UntrustedSigner {
+                    id: manifest.id.clone(),
+                    key_id: key_id.clone(),
+                });
+            }
+            SignatureCheck::Untrusted { key_id, checked } => warnings.push(format!(
+                "{}; the signer is recorded as untrusted (trust it with `plugd key trust`)",
+                SignatureCheck::Untrusted {
+                    key_id: key_id.clone(),
+                    checked: *checked
+                }
+                .describe()
+            )),
+        }
+        Ok(check)
+    }
+
+    /// Prepares the language environment of a staged package (DESIGN §6: after
+    /// validation, before the commit), see [`crate::environment`].
+    fn prepare_staged_env(
+        &self,
+        staged: &Staged,
+        progress: &dyn Progress,
+    ) -> Result<Option<crate::environment::PendingEnv>, HostError> {
+        self.prepare_env(
+            staged.manifest(),
+            &staged.root,
+            &staged.digest_string(),
+            progress,
+        )
     }
 
     fn commit(
@@ -113,9 +240,20 @@ impl Host {
         progress.step("committing");
         let new = staged.new_version(enable)?;
         let summary = StagedSummary::from(&staged);
+        let scan_json = serde_json::to_string(&staged.scan).ok();
+        let signer = staged.signature.signer_json();
         let outcome = self
             .store
             .commit_install(staged.staging, &staged.root, &new, activate)?;
+        // A second write, after the commit: the store's commit takes no scan or
+        // signer. A crash between the two leaves the version without them
+        // (shown as "not recorded"), never a half-installed version.
+        self.store.set_version_meta(
+            &summary.id,
+            &summary.version,
+            scan_json.as_deref(),
+            signer.as_deref(),
+        )?;
         Ok(match outcome {
             CommitOutcome::Installed { dir } => (InstallStatus::Installed, dir, summary),
             CommitOutcome::AlreadyInstalled { dir } => (InstallStatus::Unchanged, dir, summary),
@@ -132,7 +270,7 @@ impl Host {
         options: &InstallOptions,
         progress: &dyn Progress,
     ) -> Result<InstallReport, HostError> {
-        let staged = self.stage(path, progress)?;
+        let staged = self.stage(path, options, progress)?;
         let id = staged.manifest().id.clone();
         let version = staged.manifest().version.to_string();
         if let Some(plugin) = self.store.plugin(&id)?
@@ -144,7 +282,9 @@ impl Host {
                 offered: version,
             });
         }
+        let env = self.prepare_staged_env(&staged, progress)?;
         let (status, dir, summary) = self.commit(staged, options.enable, true, progress)?;
+        self.place_env(env, progress)?;
         if status == InstallStatus::Unchanged && options.enable {
             self.store.set_enabled(&id, true)?;
         }
@@ -154,14 +294,17 @@ impl Host {
     /// Installs a newer version of an installed plugin beside the old one and makes
     /// it active. A version older than the active one is refused (that is a
     /// rollback); an installed newer version is re-activated.
+    ///
+    /// The package goes through the same scan and signature policy as an install.
     pub fn update(
         &self,
         id: &str,
         path: &Path,
+        options: &InstallOptions,
         progress: &dyn Progress,
     ) -> Result<InstallReport, HostError> {
         let plugin = self.require_plugin(id)?;
-        let staged = self.stage(path, progress)?;
+        let staged = self.stage(path, options, progress)?;
         let manifest = staged.manifest();
         if manifest.id != id {
             return Err(HostError::UpdateIdMismatch {
@@ -180,7 +323,9 @@ impl Host {
                 offered: offered.to_string(),
             });
         }
+        let env = self.prepare_staged_env(&staged, progress)?;
         let (status, dir, summary) = self.commit(staged, plugin.enabled, false, progress)?;
+        self.place_env(env, progress)?;
         let mut previous = None;
         if plugin.active_version != offered.to_string() {
             progress.step("activating");
@@ -257,7 +402,10 @@ impl Host {
     /// Removes every version of a plugin. Returns the versions removed.
     pub fn uninstall(&self, id: &str) -> Result<Vec<String>, HostError> {
         self.require_plugin(id)?;
-        Ok(self.store.uninstall(id)?)
+        let removed = self.store.uninstall(id)?;
+        // After the rows: a crash in between leaves envs that the next open sweeps.
+        self.remove_envs(id)?;
+        Ok(removed)
     }
 
     /// Every installed plugin.
@@ -318,6 +466,14 @@ impl Host {
                     trust_level: v.trust_level,
                     source: v.source,
                     installed_at: v.installed_at,
+                    scan: v
+                        .scan_json
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str(j).ok()),
+                    signer: v
+                        .signer
+                        .as_deref()
+                        .and_then(|j| serde_json::from_str(j).ok()),
                 })
                 .collect();
             (versions, self.store.audit(Some(&plugin.id), 100)?)
@@ -361,6 +517,9 @@ impl Host {
             dialect: summary.dialect,
             previous_version,
             dir: dir.display().to_string(),
+            scan: summary.scan,
+            signature: summary.signature,
+            warnings: summary.warnings,
         })
     }
 }
@@ -374,6 +533,9 @@ struct StagedSummary {
     runtime: String,
     trust_level: String,
     dialect: String,
+    scan: ScanSummary,
+    signature: SignatureCheck,
+    warnings: Vec<String>,
 }
 
 impl From<&Staged> for StagedSummary {
@@ -387,6 +549,9 @@ impl From<&Staged> for StagedSummary {
             runtime: m.runtime.to_string(),
             trust_level: m.trust_level.to_string(),
             dialect: s.loaded.dialect.to_string(),
+            scan: ScanSummary::of(&s.scan),
+            signature: s.signature.clone(),
+            warnings: s.warnings.clone(),
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct InstallReport {
     pub previous_version: Option<String>,
     /// Where the version's files live.
     pub dir: String,
+    /// The security scan's summary (the full report is stored with the version).
+    pub scan: crate::trust::ScanSummary,
+    /// What the signature check found.
+    pub signature: crate::trust::SignatureCheck,
+    /// Things the operator should know: findings let through, an untrusted signer.
+    pub warnings: Vec<String>,
 }
 
 /// Whether an install changed the store.
@@ -92,6 +98,10 @@ pub struct VersionView {
     pub installed_at: String,
     /// Where its files live.
     pub dir: String,
+    /// The security scan report stored at install (`null` when not recorded).
+    pub scan: Option<plugd_scan::ScanReport>,
+    /// Who signed it (`null` when unsigned).
+    pub signer: Option<crate::trust::SignatureCheck>,
 }
 
 /// What a rollback did.

@@ -18,6 +18,12 @@
 //! - [`pack`] writes a byte-for-byte reproducible archive ([`Packed`]).
 //! - [`make_read_only`] locks an installed tree; [`remove_tree`] deletes one
 //!   even when locked.
+//! - [`sign`] and [`verify`] (module `signature`) make and check minisign
+//!   signatures over a [`SignedClaim`]: the plugin's id, version and tree
+//!   digest in one canonical message, so a signature is bound to one version
+//!   of one plugin and survives repacking. Keys and signature files are read
+//!   as hostile input and refused with a [`SignatureError`] naming what
+//!   failed (bad signature, digest, id or version mismatch).
 //! - Every failure is a [`PackageError`] naming the entry and the reason, and
 //!   for limits the flag and `PLUGD_` variable that raise them ([`Limit`]).
 //!
@@ -67,6 +73,7 @@ mod fsutil;
 mod limits;
 mod pack;
 mod paths;
+mod signature;
 mod unpack;
 mod writer;
 
@@ -75,4 +82,8 @@ pub use error::{LinkProblem, PackageError, PathProblem};
 pub use fsutil::{make_read_only, remove_tree};
 pub use limits::{Limit, Limits};
 pub use pack::{Packed, pack};
+pub use signature::{
+    GeneratedKey, KeyId, PublicKey, SIGNATURE_EXTENSION, SIGNATURE_FORMAT, SecretKey,
+    SignatureError, SignatureFile, SignedClaim, generate_key, sign, signature_path, verify,
+};
 pub use unpack::{Source, Unpacked, unpack};

@@ -124,6 +124,20 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// A `python-function` entry point or handler is not `module:attr`.
+    #[error(
+        "plugin {plugin}: {what} '{given}' {reason}; write it as `module:function` or `module:Class`, e.g. 'plugin:MyPlugin' for plugin.py"
+    )]
+    PythonTargetInvalid {
+        /// The plugin (`id@version`).
+        plugin: String,
+        /// Which one: "entry point" or "handler for action 'x'".
+        what: String,
+        /// The text as written.
+        given: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A setting in the environment is unusable.
     #[error("{name}={value:?} is not usable: {reason}")]
     InvalidSetting {

@@ -278,9 +278,27 @@ pub fn ndjson_launch(
         cwd: work_dir.clone(),
         env: Vec::new(),
     };
+    set_plugin_env(&mut spec, plugin, &plugin_dir, &work_dir);
+    if kind == Kind::Python {
+        // Seed-style plugins `print()` their responses; block-buffered stdout on a
+        // pipe would hold the answer back until the timeout.
+        set_python_env(&mut spec);
+    }
+    Ok(spec)
+}
+
+/// The environment every plugin process gets, whatever its runtime: `PATH`, `HOME`
+/// (the work dir), `LANG`, the `OMNIFLOW_*` settings and `PLUGD_PLUGIN_*`. Shared by
+/// the launch builders so the runtimes cannot drift apart.
+pub(crate) fn set_plugin_env(
+    spec: &mut LaunchSpec,
+    plugin: &PluginRef,
+    plugin_dir: &Path,
+    work_dir: &Path,
+) {
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     spec.set_env("PATH", path);
-    spec.set_env("HOME", &work_dir);
+    spec.set_env("HOME", work_dir);
     spec.set_env("LANG", "C.UTF-8");
     spec.set_env(ENV_MAX_LINE, Limits::from_env().max_line.to_string());
     let timeout = std::env::var(ENV_EXEC_TIMEOUT).ok();
@@ -294,15 +312,15 @@ pub fn ndjson_launch(
     }
     spec.set_env("PLUGD_PLUGIN_ID", &plugin.id);
     spec.set_env("PLUGD_PLUGIN_VERSION", &plugin.version);
-    spec.set_env("PLUGD_PLUGIN_DIR", &plugin_dir);
-    if kind == Kind::Python {
-        // Seed-style plugins `print()` their responses; block-buffered stdout on a
-        // pipe would hold the answer back until the timeout. The plugin dir is
-        // read-only in the sandbox, so bytecode caches could not be written anyway.
-        spec.set_env("PYTHONUNBUFFERED", "1");
-        spec.set_env("PYTHONDONTWRITEBYTECODE", "1");
-    }
-    Ok(spec)
+    spec.set_env("PLUGD_PLUGIN_DIR", plugin_dir);
+}
+
+/// Python settings for any Python plugin process: unbuffered output (a response
+/// must not wait in a buffer), and no bytecode caches (the plugin dir is read-only
+/// in the sandbox, so they could not be written anyway).
+pub(crate) fn set_python_env(spec: &mut LaunchSpec) {
+    spec.set_env("PYTHONUNBUFFERED", "1");
+    spec.set_env("PYTHONDONTWRITEBYTECODE", "1");
 }
 
 fn format_seconds(d: Duration) -> String {
@@ -313,7 +331,7 @@ fn format_seconds(d: Duration) -> String {
     }
 }
 
-fn canonical_dir(what: &'static str, dir: &Path) -> Result<PathBuf, RuntimeError> {
+pub(crate) fn canonical_dir(what: &'static str, dir: &Path) -> Result<PathBuf, RuntimeError> {
     let canonical = dir
         .canonicalize()
         .map_err(|source| RuntimeError::Directory {

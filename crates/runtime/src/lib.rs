@@ -15,11 +15,26 @@
 //!   requests in flight, answers matched by id; bad output is counted in
 //!   [`WorkerStats`] and quoted in the failing call's [`CallError`], never fatal to
 //!   the host.
-//! * [`ndjson_launch`] → [`LaunchSpec`] → [`command`] / [`spawn`] — what to run for an
+//! * [`Pool`] — warm [`Worker`]s for one plugin version, made by a host-supplied
+//!   [`WorkerFactory`] (so the pool knows nothing of sandboxes): least-loaded
+//!   pick, growth up to a maximum, bounded waiting, `busy` retries, timeouts that
+//!   kill only the stuck worker, idle reaping, graceful shutdown; see its module.
+//! * [`ndjson_launch`] → [`LaunchSpec`] → [`command`](fn@command) / [`spawn`] — what to run for an
 //!   `ndjson` plugin, and the single place a plugin process is started (the sandbox
 //!   will wrap it).
+//! * [`python_function_launch`] — the `python-function` runtime: plugd's own Python
+//!   shim ([`SHIM_SOURCE`], embedded, run with `-c`) imports a Migraine function, a
+//!   Wingman `ExecutionPlugin` or an OmniScope SDK class once and serves the same
+//!   NDJSON envelope, so a [`Worker`] drives it like any `ndjson` plugin.
 //! * [`call_once`] — `plugd exec`: spawn, `health`, `exec`, `shutdown`, with every
 //!   failure turned into an error [`protocol::Response`] carrying the right code.
+//! * [`oneshot`] → [`run_oneshot`] — one process per call (stdin written and
+//!   closed, capped stdout, stderr tail, wall-clock kill), under the runtimes
+//!   whose plugins are not servers: [`file`](mod@file) (OmniScope `input.json` /
+//!   `output.json` in a per-call copy shown at `/plugin`), [`stdio_batch`]
+//!   (Stage7 input pairs on stdin, result array on stdout) and [`command`](mod@command)
+//!   (Migraine executables with argv). Each module turns its contract into one
+//!   [`protocol::Response`] with pure, separately tested functions.
 //!
 //! Errors: [`RuntimeError`] when a plugin cannot be prepared or started (the call
 //! was not attempted), [`CallError`] when a call on a running plugin fails (it
@@ -33,19 +48,38 @@
 
 mod call;
 pub mod codec;
+pub mod command;
+pub mod conformance;
 mod error;
+pub mod file;
+mod http;
 mod isolation;
 mod launch;
+pub mod oneshot;
+mod pool;
 pub mod protocol;
+mod python_function;
 mod settings;
+pub mod stdio_batch;
 mod worker;
 
 pub use call::{CallReport, call_once, call_once_in};
 pub use error::RuntimeError;
+pub use http::{
+    DockerCommand, Healthy, HttpError, HttpInstance, HttpPlugin, HttpSettings, HttpTarget,
+    InputSpec, MAX_DOCKERFILE_BYTES, StopReport, check_inputs, dockerfile_command, http_call_once,
+    http_launch, parse_dockerfile, request_body,
+};
 pub use isolation::{Isolation, Launched, accounting, explain_limit, launch};
 pub use launch::{
     Interpreters, LaunchSpec, PluginRef, command, find_program, ndjson_launch, spawn,
 };
+pub use oneshot::{OneshotEnd, OneshotOptions, OneshotOutput, run_oneshot};
+pub use pool::{
+    ENV_POOL_IDLE_SECS, ENV_POOL_IN_FLIGHT, ENV_POOL_MAX, ENV_POOL_MIN, Pool, PoolConfig,
+    PoolConfigError, PoolError, PoolStats, WorkerFactory,
+};
+pub use python_function::{SHIM_SOURCE, python_function_launch};
 pub use settings::{
     CallOptions, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_LINE, DEFAULT_SHUTDOWN_GRACE, ENV_EXEC_TIMEOUT,
     ENV_LOG_JSON, ENV_LOG_LEVEL, ENV_MAX_LINE, Limits, parse_exec_timeout,

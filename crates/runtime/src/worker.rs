@@ -13,10 +13,17 @@
 //!   the other side a moment to finish, and fails every pending call at once with
 //!   [`CallError::Exited`] and the stderr tail.
 //!
+//! A caller that gives up on a call it already sent (its timeout passed, or its
+//! future was dropped) makes the worker queue a `cancel` request naming the
+//! call's id; the answer to that, whatever it is (a plugin that does not know
+//! `cancel` answers an error), is dropped without counting as noise. Request ids
+//! are a random per-worker prefix and a counter: unique, and cheaper than a UUID
+//! per call.
+//!
 //! The worker does not care how the child was started: [`Worker::start`] takes a
 //! `tokio::process::Child`, [`Worker::from_streams`] any `AsyncRead`/`AsyncWrite`
-//! (the tests drive it over in-memory duplex pipes). The warm pools of later steps
-//! hold `Worker`s; `request` takes `&self`, so one worker serves many callers.
+//! (the tests drive it over in-memory duplex pipes). [`crate::Pool`] holds
+//! `Worker`s; `request` takes `&self`, so one worker serves many callers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -79,6 +86,9 @@ pub struct WorkerStats {
     pub duplicate_ids: u64,
     /// Responses arriving after their caller gave up (timeout).
     pub late_responses: u64,
+    /// `cancel` requests sent for calls whose caller gave up (timed out or
+    /// dropped the call); their answers are dropped quietly.
+    pub cancels: u64,
 }
 
 impl WorkerStats {
@@ -402,6 +412,17 @@ impl fmt::Debug for Worker {
     }
 }
 
+/// [`Request`] with borrowed parts, serialised identically (same fields, same
+/// order: `tests::borrowed_requests_encode_like_owned_ones` checks it).
+#[derive(Serialize)]
+struct RequestRef<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: RequestType,
+    timestamp: String,
+    payload: Option<&'a Value>,
+}
+
 struct Outgoing {
     id: String,
     kind: RequestType,
@@ -427,6 +448,10 @@ struct State {
     closed: Option<Option<ExitStatus>>,
     /// Set when writing to stdin failed: later requests fail at once.
     input_broken: Option<String>,
+    /// Ids of the `cancel` requests plugd sent: their answers (an `ok`, or the
+    /// error of a plugin that does not know `cancel`) are dropped quietly, since
+    /// nobody waits for them and they are not the plugin's fault.
+    cancels: RecentIds,
 }
 
 #[derive(Default)]
@@ -461,6 +486,7 @@ struct Counters {
     unknown_ids: AtomicU64,
     duplicate_ids: AtomicU64,
     late_responses: AtomicU64,
+    cancels: AtomicU64,
 }
 
 /// Adds one; returns whether this occurrence should still be logged as a warning.
@@ -488,6 +514,9 @@ macro_rules! violation {
 struct Shared {
     label: String,
     limits: Limits,
+    /// See [`Shared::next_id`].
+    id_prefix: String,
+    next_id: AtomicU64,
     state: Mutex<State>,
     stats: Counters,
     stderr: Mutex<VecDeque<u8>>,
@@ -500,6 +529,42 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A request id unique on this worker: a random per-worker prefix and a
+    /// counter. Cheaper than a UUID per call (no entropy read on the hot path) and
+    /// still unique across workers and restarts, so a late answer from an old
+    /// process can never be mistaken for a new call's.
+    fn next_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
+
+    /// Queues `{"type":"cancel","payload":{"id":…}}` for the call `of`, without
+    /// waiting: a full queue means the plugin is far behind, and the cancel is a
+    /// courtesy the protocol does not require.
+    fn send_cancel(&self, outbox: &mpsc::Sender<Outgoing>, cancel_id: String, of: &str) {
+        let request = Request::new(
+            cancel_id.clone(),
+            RequestType::Cancel,
+            Some(serde_json::json!({ "id": of })),
+        );
+        let Ok(line) = encode_line(&request, self.limits.max_line) else {
+            return;
+        };
+        let out = Outgoing {
+            id: cancel_id,
+            kind: RequestType::Cancel,
+            line,
+        };
+        match outbox.try_send(out) {
+            Ok(()) => {
+                let _ = bump(&self.stats.cancels);
+            }
+            Err(err) => {
+                tracing::debug!(plugin = %self.label, id = %of, "cancel not sent: {err}");
+            }
+        }
+    }
+
     fn stats(&self) -> WorkerStats {
         let s = &self.stats;
         WorkerStats {
@@ -510,6 +575,7 @@ impl Shared {
             unknown_ids: s.unknown_ids.load(Ordering::Relaxed),
             duplicate_ids: s.duplicate_ids.load(Ordering::Relaxed),
             late_responses: s.late_responses.load(Ordering::Relaxed),
+            cancels: s.cancels.load(Ordering::Relaxed),
         }
     }
 
@@ -610,6 +676,9 @@ impl Shared {
             let _ = bump(&self.stats.responses);
             // The caller may have just given up; its guard then records nothing more.
             let _ = pending.tx.send(Ok(response));
+        } else if state.cancels.contains(&response.id) {
+            drop(state);
+            tracing::debug!(plugin = %self.label, id = %response.id, status = %response.status, "answer to a cancel request dropped");
         } else if state.answered.contains(&response.id) {
             drop(state);
             let loud = bump(&self.stats.duplicate_ids);
@@ -721,10 +790,14 @@ fn sniff_id(prefix: &[u8]) -> Option<&str> {
 }
 
 /// Removes a call from the pending table if its caller goes away without an
-/// answer (timeout, or the caller's future dropped), so nothing leaks.
+/// answer (timeout, or the caller's future dropped), so nothing leaks, and tells
+/// the plugin with a `cancel` request that the work is no longer wanted.
 struct PendingGuard<'a> {
     shared: &'a Shared,
     id: String,
+    /// Where the `cancel` goes; `None` until the request itself was queued (a
+    /// request that never left needs no cancel) and for kinds nobody cancels.
+    outbox: Option<&'a mpsc::Sender<Outgoing>>,
 }
 
 impl PendingGuard<'_> {
@@ -733,6 +806,18 @@ impl PendingGuard<'_> {
         let mut state = self.shared.state();
         let pending = state.pending.remove(&self.id)?;
         state.abandoned.insert(self.id.clone());
+        let cancel = match self.outbox {
+            Some(outbox) if state.closed.is_none() && state.input_broken.is_none() => {
+                let cancel_id = self.shared.next_id();
+                state.cancels.insert(cancel_id.clone());
+                Some((outbox, cancel_id))
+            }
+            _ => None,
+        };
+        drop(state);
+        if let Some((outbox, cancel_id)) = cancel {
+            self.shared.send_cancel(outbox, cancel_id, &self.id);
+        }
         Some(pending)
     }
 }
@@ -817,6 +902,8 @@ impl Worker {
         let shared = Arc::new(Shared {
             label,
             limits,
+            id_prefix: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+            next_id: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             stats: Counters::default(),
             stderr: Mutex::new(VecDeque::new()),
@@ -860,7 +947,7 @@ impl Worker {
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        self.request_with_id(uuid::Uuid::new_v4().to_string(), kind, payload, timeout)
+        self.request_with_id(self.shared.next_id(), kind, payload, timeout)
             .await
     }
 
@@ -872,12 +959,27 @@ impl Worker {
         payload: Option<Value>,
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        self.request_borrowed(id, kind, payload.as_ref(), timeout)
+            .await
+    }
+
+    /// [`Worker::request_with_id`] with a borrowed payload: the pool keeps one
+    /// payload for its `busy` retries instead of deep-cloning it for every call.
+    pub(crate) async fn request_borrowed(
+        &self,
+        id: String,
+        kind: RequestType,
+        payload: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let shared = &*self.shared;
-        let line = encode_line(
-            &Request::new(id.clone(), kind, payload),
-            shared.limits.max_line,
-        )
-        .map_err(|e| match e {
+        let request = RequestRef {
+            id: &id,
+            kind,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            payload,
+        };
+        let line = encode_line(&request, shared.limits.max_line).map_err(|e| match e {
             CodecError::LineTooLong { len, limit } => CallError::RequestTooLong {
                 plugin: shared.label.clone(),
                 kind,
@@ -928,21 +1030,32 @@ impl Worker {
                 },
             );
         }
-        let guard = PendingGuard {
+        let mut guard = PendingGuard {
             shared,
             id: id.clone(),
+            outbox: None,
         };
         let _ = bump(&shared.stats.requests);
 
         let deadline = Instant::now() + timeout;
         let sent = match &self.outbox {
-            Some(outbox) => {
-                tokio::time::timeout_at(deadline, outbox.send(Outgoing { id, kind, line })).await
-            }
+            // A queue with room (the usual case) takes the line without arming
+            // a timer; only a full one makes the caller wait, within its deadline.
+            Some(outbox) => match outbox.try_send(Outgoing { id, kind, line }) {
+                Ok(()) => Ok(Ok(())),
+                Err(mpsc::error::TrySendError::Full(out)) => {
+                    tokio::time::timeout_at(deadline, outbox.send(out)).await
+                }
+                Err(mpsc::error::TrySendError::Closed(out)) => Ok(Err(mpsc::error::SendError(out))),
+            },
             None => Ok(Err(mpsc::error::SendError(Outgoing { id, kind, line }))),
         };
         match sent {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if !matches!(kind, RequestType::Shutdown | RequestType::Cancel) {
+                    guard.outbox = self.outbox.as_ref();
+                }
+            }
             // The writer is gone: the worker is ending; its monitor has the reason.
             Ok(Err(_)) => {
                 let status = shared.state().closed.flatten();
@@ -1041,6 +1154,15 @@ impl Worker {
             stderr_tail: self.shared.stderr_tail(),
             stats: self.shared.stats(),
         }
+    }
+
+    /// Kills the plugin's process group now, without consuming the worker: the
+    /// monitor then sees the exit and fails every call still in flight with
+    /// [`CallError::Exited`]. For owners that share the worker (a pool whose calls
+    /// hold it) and must stop a stuck plugin at once. Without a process (a worker
+    /// over streams) nothing happens.
+    pub fn kill_now(&self) {
+        self.kill_group();
     }
 
     /// Kills the plugin's process group at once; see [`Worker::shutdown`].

@@ -2,30 +2,99 @@
 //! spawn of `/bin/true` over a plain fork/exec of it, measured side by side
 //! (interleaved, so drift affects every variant alike).
 //!
+//! Variants: plain `Command`; sandboxed and trusted through a
+//! [`ForkServer`] and by re-executing the helper; sandboxed without cgroups;
+//! bubblewrap when installed; and, last, the fork server with idle time
+//! before each spawn (so its network-namespace pool is filled).
+//!
 //! Run: `cargo bench -p plugd-sandbox --bench spawn` (as root for the full
 //! sandbox). `PLUGD_BENCH_ITERS` sets the number of spawns per variant
-//! (default 200). Timings are printed, never asserted.
+//! (default 200). With `PLUGD_SANDBOX_TRACE=1` it also prints the median
+//! time of every setup step (see `plugd_sandbox::trace`). Timings are
+//! printed, never asserted.
 
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plugd_sandbox::{Helper, Layer, LayerStatus, Policy, Sandbox, Target, TrustLevel};
+use plugd_sandbox::{
+    ForkServer, Helper, Layer, LayerStatus, Policy, Sandbox, ServerStdio, StepMark, Target,
+    TrustLevel, monotonic_ns,
+};
 
-fn spawn_sandboxed(sb: &Sandbox, policy: &Policy) -> Duration {
+/// Per-step durations of traced spawns: step name → samples.
+type Steps = BTreeMap<(usize, String), Vec<Duration>>;
+
+/// Spawns `/bin/true` sandboxed, through `server` when given (else by
+/// re-executing the helper), and waits for it and its accounting.
+fn spawn_sandboxed(
+    sb: &Sandbox,
+    policy: &Policy,
+    server: Option<&ForkServer>,
+    steps: Option<&mut Steps>,
+) -> Duration {
+    let t0 = monotonic_ns();
     let start = Instant::now();
     let mut cmd = sb
         .command(policy, &Target::new("/bin/true").cwd("/"))
         .expect("command");
-    cmd.command_mut().stdin(Stdio::null()).stdout(Stdio::null());
-    let (mut child, monitor) = cmd.spawn().expect("spawn");
-    let status = child.wait().expect("wait");
-    let outcome = monitor.finish().expect("outcome");
+    let built = StepMark {
+        step: "host: command built".into(),
+        at_ns: monotonic_ns(),
+    };
+    let (status, monitor) = match server {
+        Some(server) => {
+            let (mut child, monitor) = cmd.spawn_in(server, ServerStdio::null()).expect("spawn");
+            (child.wait().expect("wait"), monitor)
+        }
+        None => {
+            cmd.command_mut().stdin(Stdio::null()).stdout(Stdio::null());
+            let (mut child, monitor) = cmd.spawn().expect("spawn");
+            (child.wait().expect("wait"), monitor)
+        }
+    };
+    let (outcome, marks) = monitor.finish_with_timings();
     let took = start.elapsed();
+    let t_end = monotonic_ns();
+    let outcome = outcome.expect("outcome");
     assert!(
         status.success(),
         "sandboxed /bin/true failed: {status:?} {outcome:?}"
     );
+    if let Some(steps) = steps
+        && !marks.is_empty()
+    {
+        // The critical path: the helper waits while its child sets up, so
+        // sorted by time the marks form one chain; the helper's own "forked"
+        // mark is the one taken in parallel with the child, and is left out.
+        let mut marks: Vec<StepMark> = std::iter::once(built)
+            .chain(marks)
+            .filter(|m| m.step != "helper: forked")
+            .collect();
+        marks.sort_by_key(|m| m.at_ns);
+        let mut prev = t0;
+        for (i, m) in marks.iter().enumerate() {
+            let d = Duration::from_nanos(m.at_ns.saturating_sub(prev));
+            steps.entry((i, m.step.clone())).or_default().push(d);
+            prev = m.at_ns;
+        }
+        steps
+            .entry((marks.len(), "host: helper exit seen, report read".into()))
+            .or_default()
+            .push(Duration::from_nanos(t_end.saturating_sub(prev)));
+    }
     took
+}
+
+fn print_steps(name: &str, steps: Steps) {
+    if steps.is_empty() {
+        return;
+    }
+    println!("\n{name}: median time of each step (ending at the named mark):");
+    for ((_, step), mut v) in steps {
+        v.sort();
+        println!("  {:>7.3} ms  {step}", v[v.len() / 2].as_secs_f64() * 1e3);
+    }
 }
 
 fn spawn_plain() -> Duration {
@@ -143,23 +212,57 @@ fn main() {
     trusted.binds.clear();
     trusted.work_dir = None;
 
+    let server = ForkServer::start(sb.helper()).expect("starting the fork server");
     let (mut plain, mut full, mut nocg, mut tr, mut bw) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut srv_full, mut srv_tr) = (vec![], vec![]);
     let have_bwrap = spawn_bwrap().is_some();
     for _ in 0..3 {
         spawn_plain();
-        spawn_sandboxed(&sb, &sandboxed);
+        spawn_sandboxed(&sb, &sandboxed, None, None);
+        spawn_sandboxed(&sb, &sandboxed, Some(&server), None);
     }
+    let (mut full_steps, mut tr_steps, mut srv_steps) = (Steps::new(), Steps::new(), Steps::new());
     for _ in 0..iters {
         plain.push(spawn_plain());
-        full.push(spawn_sandboxed(&sb, &sandboxed));
-        nocg.push(spawn_sandboxed(&no_cgroups, &sandboxed));
-        tr.push(spawn_sandboxed(&sb, &trusted));
+        full.push(spawn_sandboxed(
+            &sb,
+            &sandboxed,
+            None,
+            Some(&mut full_steps),
+        ));
+        srv_full.push(spawn_sandboxed(
+            &sb,
+            &sandboxed,
+            Some(&server),
+            Some(&mut srv_steps),
+        ));
+        nocg.push(spawn_sandboxed(&no_cgroups, &sandboxed, None, None));
+        tr.push(spawn_sandboxed(&sb, &trusted, None, Some(&mut tr_steps)));
+        srv_tr.push(spawn_sandboxed(&sb, &trusted, Some(&server), None));
         if have_bwrap {
             bw.extend(spawn_bwrap());
         }
     }
+    // The fork server makes network namespaces only in idle time (50 ms
+    // without a request), so the back-to-back loop above runs its pool dry;
+    // a host that spawns now and then gets this instead. Not interleaved
+    // with the plain spawns: compare with the plain median above.
+    let mut idle = vec![];
+    let mut idle_steps = Steps::new();
+    for _ in 0..iters.min(60) {
+        std::thread::sleep(Duration::from_millis(60));
+        idle.push(spawn_sandboxed(
+            &sb,
+            &sandboxed,
+            Some(&server),
+            Some(&mut idle_steps),
+        ));
+    }
     println!("spawn of /bin/true, {iters} runs each, interleaved:");
     let base = stats("plain fork/exec", plain, None);
+    stats("sandboxed, fork server", srv_full, Some(base));
+    stats("trusted, fork server", srv_tr, Some(base));
+    stats("sandboxed, fork server, idle before", idle, Some(base));
     stats("sandboxed (every layer)", full, Some(base));
     stats("sandboxed without cgroups", nocg, Some(base));
     stats("trusted (helper, rlimits, cgroups)", tr, Some(base));
@@ -168,4 +271,8 @@ fn main() {
     } else {
         stats("bubblewrap (namespaces, ro /usr)", bw, Some(base));
     }
+    print_steps("sandboxed, fork server", srv_steps);
+    print_steps("sandboxed, fork server, idle before", idle_steps);
+    print_steps("sandboxed (every layer)", full_steps);
+    print_steps("trusted", tr_steps);
 }

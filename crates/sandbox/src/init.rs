@@ -37,7 +37,7 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,7 @@ use crate::mounts::{self, Remap, RootOptions};
 use crate::policy::{Policy, WORK_MOUNT};
 use crate::rlimits::{self, CgroupCoverage};
 use crate::sys::{self, Forked, LinuxSys, Sys, WaitStatus};
+use crate::trace::Marks;
 use crate::{caps, landlock, namespaces, seccomp};
 
 /// Exit code of a helper whose setup failed (the plugin never ran). The
@@ -69,6 +70,7 @@ const HANDLED: [i32; 5] = [
 /// The `plugd` binary calls this (through [`crate::run_helper_if_requested`])
 /// first thing in `main`, before any thread or runtime is started.
 pub fn init_main() -> ! {
+    let entered = crate::trace::monotonic_ns();
     let raw = match std::env::var(SPEC_ENV) {
         Ok(raw) => raw,
         Err(_) => {
@@ -96,7 +98,13 @@ pub fn init_main() -> ! {
             let _ = out.flush();
             sys::exit_now(0)
         }
-        InitRequest::Run(spec) => run(*spec),
+        InitRequest::Run(spec) => {
+            let mut marks = Marks::new(spec.trace);
+            marks.at("helper: entered main (exec, loader, std init)", entered);
+            marks.mark("helper: request parsed");
+            run(*spec, marks, Origin::Exec)
+        }
+        InitRequest::Serve { socket_fd } => crate::server::serve(socket_fd),
     }
 }
 
@@ -112,7 +120,23 @@ impl Reporter {
     }
 }
 
-fn run(spec: RunSpec) -> ! {
+/// How this helper process came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A fresh exec of the helper binary: whatever ran before `main` (a
+    /// `main` that forgot to call `run_helper_if_requested` first) may have
+    /// started threads, so they are counted.
+    Exec,
+    /// Forked (without `CLONE_THREAD`) by the fork server, which checked it
+    /// was single-threaded and never starts a thread: the copy has exactly
+    /// one thread by construction, so the count (~0.1 ms of /proc reading)
+    /// is skipped.
+    ForkServer,
+}
+
+/// Runs one spec to the end (the re-exec helper, or a helper forked by the
+/// fork server after it installed the plugin's stdio).
+pub(crate) fn run(spec: RunSpec, mut marks: Marks, origin: Origin) -> ! {
     let mut reporter = match sys::adopt_inherited_fd(spec.report_fd) {
         Ok(fd) => {
             // Close-on-exec again, so the plugin never inherits it.
@@ -127,7 +151,7 @@ fn run(spec: RunSpec) -> ! {
             Reporter(None)
         }
     };
-    match supervise(&spec, &mut reporter) {
+    match supervise(&spec, &mut reporter, &mut marks, origin) {
         Ok(status) => {
             drop(reporter);
             match status {
@@ -160,10 +184,19 @@ fn wanted_controllers(plan: &LayerPlan) -> Vec<Controller> {
 }
 
 /// Everything before the fork, the fork, and the supervision loop.
-fn supervise(spec: &RunSpec, reporter: &mut Reporter) -> Result<WaitStatus, SetupFailure> {
+fn supervise(
+    spec: &RunSpec,
+    reporter: &mut Reporter,
+    marks: &mut Marks,
+    origin: Origin,
+) -> Result<WaitStatus, SetupFailure> {
     let policy = &spec.policy;
     let plan = &spec.layers;
-    match sys::thread_count() {
+    let threads = match origin {
+        Origin::Exec => sys::thread_count(),
+        Origin::ForkServer => Ok(1),
+    };
+    match threads {
         Ok(1) => {}
         Ok(n) => {
             return Err(SetupFailure::msg(
@@ -182,6 +215,7 @@ fn supervise(spec: &RunSpec, reporter: &mut Reporter) -> Result<WaitStatus, Setu
         }
     }
     let me = sys::getpid();
+    marks.mark("helper: thread check");
 
     // Cgroup first: joined before the fork, so the plugin starts inside.
     let wanted = wanted_controllers(plan);
@@ -221,7 +255,8 @@ fn supervise(spec: &RunSpec, reporter: &mut Reporter) -> Result<WaitStatus, Setu
         memory: cgroup.has(Controller::Memory),
         pids: cgroup.has(Controller::Pids),
     };
-    let result = fork_and_wait(spec, reporter, coverage, join);
+    marks.mark("helper: cgroup created");
+    let result = fork_and_wait(spec, reporter, coverage, join, marks);
     // Teardown, whatever happened. With a pid namespace nothing can be left:
     // the kernel killed and reaped the namespace when its pid 1 died.
     if !plan.pid_ns {
@@ -231,6 +266,7 @@ fn supervise(spec: &RunSpec, reporter: &mut Reporter) -> Result<WaitStatus, Setu
     let stats = cgroup.stats();
     reap_leftovers(Duration::from_millis(200));
     cgroup.remove();
+    marks.mark("helper: torn down");
 
     let (status, started, timed_out, usage) = result?;
     let usage = if usage.cpu.is_zero() {
@@ -266,6 +302,9 @@ fn supervise(spec: &RunSpec, reporter: &mut Reporter) -> Result<WaitStatus, Setu
         wall_time: started.elapsed(),
         pids_limit_hit: stats.pids_max_hit,
     };
+    if let Some(marks) = marks.take() {
+        reporter.send(&Report::Timings { marks });
+    }
     reporter.send(&Report::Finished(outcome));
     Ok(status)
 }
@@ -352,6 +391,7 @@ fn fork_and_wait(
     reporter: &mut Reporter,
     coverage: CgroupCoverage,
     join: cgroups::ChildJoin,
+    marks: &mut Marks,
 ) -> Result<Waited, SetupFailure> {
     let plan = &spec.layers;
     let policy = &spec.policy;
@@ -361,7 +401,22 @@ fn fork_and_wait(
         sys::become_subreaper()
             .map_err(|e| SetupFailure::io(Step::Fork, "PR_SET_CHILD_SUBREAPER", &e))?;
     }
-    namespaces::enter(&LinuxSys, plan, sys::euid(), sys::egid())?;
+    let netns =
+        match spec.netns_fd {
+            Some(fd) => Some(sys::adopt_inherited_fd(fd).map_err(|e| {
+                SetupFailure::io(Step::Namespaces, "the pooled network namespace", &e)
+            })?),
+            None => None,
+        };
+    namespaces::enter(
+        &LinuxSys,
+        plan,
+        sys::euid(),
+        sys::egid(),
+        netns.as_ref().map(|f| f.as_fd()),
+    )?;
+    drop(netns);
+    marks.mark("helper: namespaces");
     let mask = sys::block_signals(&HANDLED)
         .map_err(|e| SetupFailure::io(Step::Fork, "blocking signals", &e))?;
     let (err_r, err_w) =
@@ -404,10 +459,22 @@ fn fork_and_wait(
         Forked::Child => {
             drop(err_r);
             drop(alive_w);
-            child_main(spec, coverage, &join, born_in_v2, err_w, alive_r, mask)
+            let child_marks = Marks::new(spec.trace);
+            let report = reporter.0.as_ref().map(|f| f.as_fd());
+            let ctx = ChildCtx {
+                coverage,
+                join: &join,
+                born_in_v2,
+                alive_r,
+                mask,
+                report,
+                marks: child_marks,
+            };
+            child_main(spec, ctx, err_w)
         }
         Forked::Parent(pid) => pid,
     };
+    marks.mark("helper: forked");
     drop(join);
     drop(err_w);
     drop(alive_r);
@@ -429,6 +496,7 @@ fn fork_and_wait(
         });
         return Err(failure);
     }
+    marks.mark("helper: plugin exec'd (error pipe closed)");
     reporter.send(&Report::Started { pid: child as u32 });
 
     let kill_tree = |sig: i32| {
@@ -463,6 +531,7 @@ fn fork_and_wait(
             }
         }
         if let Some(d) = done {
+            marks.mark("helper: plugin reaped");
             break d;
         }
         let now = Instant::now();
@@ -508,17 +577,21 @@ fn fork_and_wait(
     Ok((status, started, timed_out, usage))
 }
 
-/// The forked child: set up and exec, or report why not. Never returns.
-fn child_main(
-    spec: &RunSpec,
+/// What the forked child inherits from the helper besides the spec.
+struct ChildCtx<'a> {
     coverage: CgroupCoverage,
-    join: &cgroups::ChildJoin,
+    join: &'a cgroups::ChildJoin,
     born_in_v2: bool,
-    err_w: OwnedFd,
     alive_r: OwnedFd,
     mask: sys::SigMask,
-) -> ! {
-    let failure = match child_setup(spec, coverage, join, born_in_v2, &alive_r, &mask) {
+    /// The helper's report pipe (close-on-exec), for step timestamps only.
+    report: Option<BorrowedFd<'a>>,
+    marks: Marks,
+}
+
+/// The forked child: set up and exec, or report why not. Never returns.
+fn child_main(spec: &RunSpec, mut ctx: ChildCtx<'_>, err_w: OwnedFd) -> ! {
+    let failure = match child_setup(spec, &mut ctx) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -539,22 +612,20 @@ fn guard_parent(alive_r: &OwnedFd) -> Result<(), SetupFailure> {
 
 enum Never {}
 
-fn child_setup(
-    spec: &RunSpec,
-    coverage: CgroupCoverage,
-    join: &cgroups::ChildJoin,
-    born_in_v2: bool,
-    alive_r: &OwnedFd,
-    mask: &sys::SigMask,
-) -> Result<Never, SetupFailure> {
+fn child_setup(spec: &RunSpec, ctx: &mut ChildCtx<'_>) -> Result<Never, SetupFailure> {
     let sys: &dyn Sys = &LinuxSys;
     let policy = &spec.policy;
     let plan = &spec.layers;
+    let alive_r = &ctx.alive_r;
+    let marks = &mut ctx.marks;
+    marks.mark("child: running");
     guard_parent(alive_r)?;
-    cgroups::join_self(join, born_in_v2)
+    cgroups::join_self(ctx.join, ctx.born_in_v2)
         .map_err(|e| SetupFailure::io(Step::Cgroup, "joining the sandbox cgroup", &e))?;
     sys::setsid().map_err(|e| SetupFailure::io(Step::Fork, "setsid", &e))?;
+    marks.mark("child: cgroup joined, setsid");
     namespaces::enter_mount_ns(sys, plan)?;
+    marks.mark("child: mount namespace");
 
     if plan.minimal_root {
         mounts::build_minimal_root(
@@ -568,6 +639,7 @@ fn child_setup(
     } else if plan.mount_ns {
         mounts::build_host_view(sys, policy)?;
     }
+    marks.mark("child: root built");
     if plan.switch_user
         && !plan.minimal_root
         && let Some(work) = &policy.work_dir
@@ -583,6 +655,7 @@ fn child_setup(
         })?;
     }
     namespaces::configure_inside(sys, plan, policy)?;
+    marks.mark("child: hostname, loopback");
 
     let any_landlock = plan.landlock_fs || plan.landlock_net || plan.landlock_scopes;
     let ruleset = if any_landlock {
@@ -590,18 +663,22 @@ fn child_setup(
     } else {
         None
     };
+    marks.mark("child: landlock prepared");
     let filter = match (&spec.seccomp, plan.seccomp) {
         (Some(insns), true) => Some(seccomp::from_wire(insns)),
         (None, true) => Some(seccomp::build()?),
         (_, false) => None,
     };
-    rlimits::apply(sys, &policy.limits, coverage)?;
+    marks.mark("child: seccomp program ready");
+    rlimits::apply(sys, &policy.limits, ctx.coverage)?;
+    marks.mark("child: rlimits");
     caps::drop_privileges(sys, plan, policy)?;
     if plan.switch_user {
         // Changing credentials cleared PR_SET_PDEATHSIG.
         guard_parent(alive_r)?;
     }
 
+    marks.mark("child: privileges dropped");
     let remap = (!plan.mount_ns).then(|| Remap::new(policy));
     let env = build_env(spec, remap.as_ref());
     let cwd = remap
@@ -632,6 +709,7 @@ fn child_setup(
         })
         .collect::<Result<Vec<CString>, _>>()?;
 
+    marks.mark("child: chdir, argv, env");
     if policy.is_confined() {
         // Landlock and seccomp both need it; set even where capabilities
         // could not be dropped.
@@ -645,13 +723,20 @@ fn child_setup(
         // plugin's log stream: a one-line note there is the honest place.
         let _ = writeln!(std::io::stderr(), "plugd sandbox: {note}");
     }
+    marks.mark("child: landlock enforced");
     sys::set_default_disposition(libc::SIGPIPE)
         .map_err(|e| SetupFailure::io(Step::Exec, "resetting SIGPIPE", &e))?;
     sys::cloexec_from_3().map_err(|e| SetupFailure::io(Step::Exec, "close_range", &e))?;
     if let Some(f) = &filter {
         seccomp::apply(f)?;
     }
-    sys::restore_signal_mask(mask)
+    marks.mark("child: seccomp loaded");
+    if let (Some(fd), Some(marks)) = (ctx.report, marks.take()) {
+        // One line below PIPE_BUF is one atomic write, so it cannot
+        // interleave with the helper's own reports.
+        let _ = rustix::io::write(fd, &message::encode_line(&Report::Timings { marks }));
+    }
+    sys::restore_signal_mask(&ctx.mask)
         .map_err(|e| SetupFailure::io(Step::Exec, "restoring the signal mask", &e))?;
     let e = sys::execve(&program, &argv, &envp);
     Err(SetupFailure::io(
@@ -754,6 +839,8 @@ mod tests {
             report_fd: 3,
             cgroups: Vec::new(),
             seccomp: None,
+            trace: false,
+            netns_fd: None,
         }
     }
 

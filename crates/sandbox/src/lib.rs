@@ -18,7 +18,13 @@
 //!   a [`SandboxCommand`], which spawns (std or tokio) and yields a
 //!   [`Monitor`] that reports setup failures as data and, at the end, an
 //!   [`Outcome`] (CPU time, peak memory, why it ended).
+//! * [`ForkServer`] — an optional pre-started helper that forks one
+//!   supervisor per spawn instead of re-executing the binary
+//!   ([`SandboxCommand::spawn_in`]); the helper it forks is the caller's own
+//!   child ([`ServerChild`]). Same confinement, less start-up cost.
 //! * [`LayerStatus`] — one layer, active or not, and why.
+//! * [`trace`] — per-step timestamps of a spawn (`PLUGD_SANDBOX_TRACE=1`),
+//!   to see where the time goes ([`Monitor::finish_with_timings`]).
 //!
 //! # Why it is built this way
 //!
@@ -32,6 +38,14 @@
 //!   binary re-executes itself as `plugd __sandbox-init` (see
 //!   [`run_helper_if_requested`]); the only `pre_exec` code is one `fcntl`
 //!   that lets the helper inherit its report pipe.
+//! * **Two ways to start the helper, one helper.** Re-executing the binary
+//!   costs a dynamic load, relocations and runtime start-up (~1.7 ms here,
+//!   the largest single step of a spawn); a long-lived host can instead keep
+//!   a [`ForkServer`], a single-threaded helper that only forks. Both end in
+//!   the same setup code, and the escape suite runs once per path. The
+//!   server also keeps a few network namespaces made in idle time (creating
+//!   one is the slowest namespace, ~0.6 ms). Measured per step with
+//!   [`trace`]; figures in BENCHMARKS.md.
 //! * **Typed messages.** The helper reports `started`, `setup_failed` (with
 //!   the step and errno) and `finished` (with accounting) as JSON lines on
 //!   that pipe, so "sandbox setup failed at step mounts: binding /x at
@@ -72,8 +86,10 @@ pub mod policy;
 mod probe;
 mod rlimits;
 mod seccomp;
+mod server;
 mod spawn;
 mod sys;
+pub mod trace;
 
 pub use init::{SETUP_FAILED_EXIT, init_main};
 pub use message::{EndReason, Layer, LayerPlan, LayerStatus, Outcome, SetupFailure, Step, Target};
@@ -81,7 +97,9 @@ pub use policy::{
     Access, Bind, Limits, Network, OperatorSettings, PluginGrant, Policy, PolicyError,
     ResourceRequest, TrustLevel, interpreter_paths, parse_permission,
 };
+pub use server::{ForkServer, ForkServerError, ServerChild, ServerStdio};
 pub use spawn::{
     HELPER_ARG, Helper, Monitor, MonitorError, ProbeError, Sandbox, SandboxCommand, SpawnError,
     connect_loopback, probe, run_helper_if_requested, terminate,
 };
+pub use trace::{StepMark, monotonic_ns};

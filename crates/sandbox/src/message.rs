@@ -6,7 +6,8 @@
 //! Helper → host: [`Report`]s, one JSON object per line, on an inherited pipe
 //! whose number is in the request. In order: any number of `skipped`, then
 //! exactly one of `started` or `setup_failed`, then (after `started`) exactly
-//! one `finished`. The pipe closes when the helper exits.
+//! one `finished`; `timings` (only when tracing) may come anywhere before the
+//! last message. The pipe closes when the helper exits.
 //!
 //! Helper child → helper parent: one [`SetupFailure`] on a close-on-exec pipe
 //! that a successful `execve` closes empty — the way an exec failure reaches
@@ -146,6 +147,14 @@ pub(crate) struct RunSpec {
     /// The seccomp program, compiled once by the host, as
     /// `(code, jt, jf, k)` instructions.
     pub seccomp: Option<Vec<(u16, u8, u8, u32)>>,
+    /// Send step timestamps ([`crate::trace`]).
+    #[serde(default)]
+    pub trace: bool,
+    /// An inherited descriptor of a fresh network namespace to enter instead
+    /// of creating one. Set only by the fork server (its pool); requests from
+    /// the host never carry one.
+    #[serde(default)]
+    pub netns_fd: Option<i32>,
 }
 
 /// What the host asks the helper to do.
@@ -156,6 +165,11 @@ pub(crate) enum InitRequest {
     Run(Box<RunSpec>),
     /// Probe the machine's layers and print them as JSON on stdout.
     Probe,
+    /// Become a fork server on the inherited socket `socket_fd`.
+    Serve {
+        /// The inherited `SOCK_SEQPACKET` socket's descriptor number.
+        socket_fd: i32,
+    },
 }
 
 /// One confinement layer, as `plugd doctor` lists them.
@@ -430,6 +444,12 @@ pub enum Report {
     SetupFailed(SetupFailure),
     /// The plugin ended. Last message.
     Finished(Outcome),
+    /// Step timestamps (only when the host set `PLUGD_SANDBOX_TRACE`); any
+    /// number, anywhere before the last message.
+    Timings {
+        /// The marks, in the order they were taken.
+        marks: Vec<crate::trace::StepMark>,
+    },
 }
 
 /// Reads [`Report`]s from the helper, enforcing size and order.
@@ -530,7 +550,7 @@ impl<R: BufRead> ReportReader<R> {
                 return Err(ReportError::OutOfOrder("`finished` before `started`"));
             }
             Report::Finished(_) | Report::SetupFailed(_) => self.done = true,
-            Report::Skipped { .. } => {}
+            Report::Skipped { .. } | Report::Timings { .. } => {}
         }
         Ok(Some(report))
     }
@@ -644,6 +664,33 @@ mod tests {
         assert!(matches!(
             read_all(&after).unwrap_err(),
             ReportError::OutOfOrder(_)
+        ));
+    }
+
+    #[test]
+    fn timings_may_come_anywhere_before_the_last_message() {
+        let marks = || Report::Timings {
+            marks: vec![crate::trace::StepMark {
+                step: "child: running".into(),
+                at_ns: 5,
+            }],
+        };
+        let mut ok = encode_line(&marks());
+        ok.extend(encode_line(&Report::Started { pid: 1 }));
+        ok.extend(encode_line(&marks()));
+        ok.extend(encode_line(&Report::Finished(outcome())));
+        assert_eq!(read_all(&ok).unwrap().len(), 4);
+        let mut late = encode_line(&Report::Started { pid: 1 });
+        late.extend(encode_line(&Report::Finished(outcome())));
+        late.extend(encode_line(&marks()));
+        assert!(matches!(
+            read_all(&late).unwrap_err(),
+            ReportError::OutOfOrder(_)
+        ));
+        let bad = b"{\"type\":\"timings\",\"marks\":[{\"step\":\"x\",\"at_ns\":-1}]}\n";
+        assert!(matches!(
+            read_all(bad).unwrap_err(),
+            ReportError::Malformed { .. }
         ));
     }
 

@@ -55,7 +55,7 @@ fn enter_userns() -> Result<(), String> {
         user_ns: true,
         ..Default::default()
     };
-    namespaces::enter(&LinuxSys, &plan, sys::euid(), sys::egid()).map_err(|f| f.detail)
+    namespaces::enter(&LinuxSys, &plan, sys::euid(), sys::egid(), None).map_err(|f| f.detail)
 }
 
 fn status(layer: Layer, r: Result<String, String>) -> LayerStatus {

@@ -14,6 +14,7 @@ use crate::message::{
     RunSpec, SPEC_ENV, SetupFailure, Target,
 };
 use crate::policy::{Network, Policy, PolicyError};
+use crate::trace::StepMark;
 use crate::{cgroups, init, sys};
 
 /// `argv[1]` that selects the helper mode.
@@ -63,7 +64,7 @@ impl Helper {
         &self.program
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.leading_args).arg(HELPER_ARG).env_clear();
         c
@@ -177,6 +178,9 @@ pub enum SpawnError {
     /// The spec could not be encoded (a path is not UTF-8).
     #[error("the sandbox request cannot be encoded (every path must be valid UTF-8): {0}")]
     Encode(#[from] serde_json::Error),
+    /// The fork server could not start the plugin.
+    #[error(transparent)]
+    ForkServer(crate::ForkServerError),
 }
 
 fn list(missing: &[LayerStatus]) -> String {
@@ -387,12 +391,16 @@ impl Sandbox {
             } else {
                 None
             },
+            trace: crate::trace::requested(),
+            netns_fd: None,
         }));
+        let request = serde_json::to_string(&request)?;
         let mut command = self.helper.command();
-        command.env(SPEC_ENV, serde_json::to_string(&request)?);
+        command.env(SPEC_ENV, &request);
         sys::inherit_in_child(&mut command, write.as_raw_fd());
         Ok(SandboxCommand {
             command,
+            request,
             report_read: read,
             report_write: write,
             plan,
@@ -404,6 +412,8 @@ impl Sandbox {
 #[derive(Debug)]
 pub struct SandboxCommand {
     command: Command,
+    /// The JSON request, for the fork server.
+    request: String,
     report_read: OwnedFd,
     report_write: OwnedFd,
     plan: LayerPlan,
@@ -436,7 +446,24 @@ impl SandboxCommand {
         } = self;
         let child = spawn(command)?;
         drop(report_write);
-        Ok((child, Monitor::new(report_read)))
+        Ok((child, Monitor::from_report_pipe(report_read)))
+    }
+
+    /// The request and both ends of the report pipe, for the fork server.
+    pub(crate) fn into_request(self) -> (String, OwnedFd, OwnedFd) {
+        (self.request, self.report_read, self.report_write)
+    }
+
+    /// Spawns through `server` instead of re-executing the helper: the same
+    /// confinement, without the cost of executing the helper binary. Stdio
+    /// comes from `stdio`; settings made on [`Self::command_mut`] are not
+    /// used. See [`crate::ForkServer`].
+    pub fn spawn_in(
+        self,
+        server: &crate::ForkServer,
+        stdio: crate::ServerStdio,
+    ) -> Result<(crate::ServerChild, Monitor), crate::ForkServerError> {
+        server.spawn(self, stdio)
     }
 
     /// Spawns with `std::process::Command::spawn`.
@@ -475,15 +502,17 @@ pub struct Monitor {
     pid: Option<u32>,
     failure: Option<SetupFailure>,
     skipped: Vec<LayerStatus>,
+    timings: Vec<StepMark>,
 }
 
 impl Monitor {
-    fn new(fd: OwnedFd) -> Monitor {
+    pub(crate) fn from_report_pipe(fd: OwnedFd) -> Monitor {
         Monitor {
             reader: ReportReader::new(BufReader::new(std::fs::File::from(fd))),
             pid: None,
             failure: None,
             skipped: Vec::new(),
+            timings: Vec::new(),
         }
     }
 
@@ -498,6 +527,10 @@ impl Monitor {
                     };
                     warn_once(&s);
                     self.skipped.push(s);
+                }
+                Some(Report::Timings { marks }) => {
+                    // Bounded by the reader's message and line caps.
+                    self.timings.extend(marks);
                 }
                 other => return Ok(other),
             }
@@ -524,7 +557,9 @@ impl Monitor {
             Some(Report::Finished(_)) => Err(MonitorError::Report(ReportError::OutOfOrder(
                 "`finished` before `started`",
             ))),
-            Some(Report::Skipped { .. }) => unreachable!("skipped reports are consumed by next()"),
+            Some(Report::Skipped { .. } | Report::Timings { .. }) => {
+                unreachable!("skipped and timings reports are consumed by next()")
+            }
             None => Err(MonitorError::Vanished),
         }
     }
@@ -534,8 +569,25 @@ impl Monitor {
         &self.skipped
     }
 
+    /// Step timestamps received so far (empty unless the host process has
+    /// `PLUGD_SANDBOX_TRACE=1`; see [`crate::trace`]).
+    pub fn timings(&self) -> &[StepMark] {
+        &self.timings
+    }
+
+    /// [`Monitor::finish`], also returning every step timestamp the helper
+    /// sent (the last ones arrive just before the accounting).
+    pub fn finish_with_timings(mut self) -> (Result<Outcome, MonitorError>, Vec<StepMark>) {
+        let result = self.finish_inner();
+        (result, std::mem::take(&mut self.timings))
+    }
+
     /// The accounting, once the helper has exited.
     pub fn finish(mut self) -> Result<Outcome, MonitorError> {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Result<Outcome, MonitorError> {
         self.wait_started()?;
         match self.next()? {
             Some(Report::Finished(o)) => Ok(o),

@@ -53,6 +53,8 @@ pub(crate) enum SourceKind {
 pub(crate) struct OpenedPath {
     /// The `O_PATH` descriptor.
     pub fd: OwnedFd,
+    /// The path it was opened from (for messages; never reopened by name).
+    pub path: PathBuf,
     /// What the descriptor refers to.
     pub kind: SourceKind,
     /// `MS_*` flags of the mount the source lives on that a bind remount must
@@ -84,6 +86,8 @@ pub(crate) enum Resource {
 pub(crate) trait Sys {
     /// `unshare(2)` with raw `CLONE_NEW*` flags.
     fn unshare(&self, flags: i32) -> io::Result<()>;
+    /// `setns(fd, CLONE_NEWNET)`: enters an existing network namespace.
+    fn setns_net(&self, fd: BorrowedFd<'_>) -> io::Result<()>;
     /// Writes a whole file (uid maps, cgroup knobs, generated `/etc` files).
     fn write_file(&self, path: &Path, contents: &[u8]) -> io::Result<()>;
     /// Opens `path` with `O_PATH` (following a final symlink only if `follow`).
@@ -107,6 +111,10 @@ pub(crate) trait Sys {
     fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Creates an empty regular file to bind a file onto.
     fn create_file(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Copies the opened source to a new file `to` with the source's
+    /// permission bits, if it is a world-readable regular file of at most
+    /// `max` bytes; returns whether it copied (see `mounts::populate`).
+    fn copy_small_file(&self, src: &OpenedPath, to: &Path, max: u64) -> io::Result<bool>;
     /// `symlink(2)`: creates `link` pointing to `points_to`.
     fn symlink(&self, points_to: &Path, link: &Path) -> io::Result<()>;
     /// `chown(2)` of one path (not recursive).
@@ -144,6 +152,14 @@ impl Sys for LinuxSys {
         }
     }
 
+    fn setns_net(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        rustix::thread::move_into_link_name_space(
+            fd,
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
+        Ok(())
+    }
+
     fn write_file(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
         // One write call: cgroup knobs and uid_map require the whole value in
         // a single write(2).
@@ -177,6 +193,7 @@ impl Sys for LinuxSys {
         };
         Ok(OpenedPath {
             fd,
+            path: path.to_path_buf(),
             kind,
             locked_flags,
         })
@@ -249,6 +266,33 @@ impl Sys for LinuxSys {
 
     fn symlink(&self, points_to: &Path, link: &Path) -> io::Result<()> {
         std::os::unix::fs::symlink(points_to, link)
+    }
+
+    fn copy_small_file(&self, src: &OpenedPath, to: &Path, max: u64) -> io::Result<bool> {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // Reopening the O_PATH descriptor reads the very inode that was
+        // opened before the staging root was mounted.
+        let context =
+            |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", src.path.display()));
+        let f = std::fs::File::open(src.proc_path()).map_err(context)?;
+        let meta = f.metadata().map_err(context)?;
+        if !copyable(&meta, max) {
+            return Ok(false);
+        }
+        let mut body = Vec::with_capacity(meta.len() as usize);
+        f.take(max + 1).read_to_end(&mut body).map_err(context)?;
+        if body.len() as u64 > max {
+            // It grew since the fstat: bind it instead.
+            return Ok(false);
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(meta.permissions().mode() & 0o7777 & !0o7000)
+            .open(to)?;
+        out.write_all(&body)?;
+        Ok(true)
     }
 
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -376,6 +420,14 @@ fn mount_flags_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(out)
 }
 
+/// Whether a bind source may be copied instead of bound: a regular file,
+/// readable by everyone (so the copy, owned by the sandbox's creator, shows
+/// nobody anything the bind would not have), and small.
+pub(crate) fn copyable(meta: &std::fs::Metadata, max: u64) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.is_file() && meta.permissions().mode() & 0o004 != 0 && meta.len() <= max
+}
+
 /// Highest capability number the running kernel knows (40 on Linux 6.x).
 pub(crate) fn last_capability() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -467,6 +519,109 @@ pub(crate) unsafe fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Fork
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// Result of [`clone_sibling`].
+pub(crate) enum Sibling {
+    /// We are the new process.
+    Child,
+    /// We are the caller; the new process's pid and a pidfd for it.
+    Caller(i32, OwnedFd),
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_PARENT: u64 = 0x8000;
+
+/// Forks a *sibling*: `clone3(CLONE_PARENT | CLONE_PIDFD)`, so the new
+/// process is a child of this process's parent. The fork server uses it so
+/// every helper it starts is the host's own child, which the host waits for
+/// (and gets the exit status of) exactly as if it had spawned it; the pidfd
+/// names the process race-free until then.
+///
+/// # Safety
+///
+/// As for [`fork_into_cgroup`]: single-threaded caller, and the child must
+/// not rely on the C library's cached thread id (no `raise`, `abort` or
+/// pthread ownership checks). The fork server ignores `SIGABRT` so that a
+/// stray `raise` in a child, which glibc would aim at the server's thread
+/// id, cannot kill it; the child restores the default at once.
+pub(crate) unsafe fn clone_sibling() -> io::Result<Sibling> {
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: CLONE_PARENT | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        // Ignored with CLONE_PARENT (the kernel copies the caller's own exit
+        // signal, SIGCHLD for a process spawned by std), but must be valid.
+        exit_signal: 0,
+        ..Default::default()
+    };
+    // SAFETY: `args` is a live, correctly sized clone_args whose `pidfd`
+    // points to a live c_int; without CLONE_VM and with stack 0 the child
+    // continues on a copy of this stack, like fork(2). The caller upholds
+    // the single-thread requirement.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Sibling::Child),
+        pid => {
+            // SAFETY: with CLONE_PIDFD a successful clone3 stored a new
+            // descriptor in `pidfd` that nothing else owns.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+            Ok(Sibling::Caller(pid as i32, fd))
+        }
+    }
+}
+
+/// Makes `fds` this process's stdin, stdout and stderr (inheritable).
+/// Each must be numbered 3 or above (the fork server keeps 0–2 open, so
+/// received descriptors always are), or installing one could overwrite
+/// another before it is installed.
+pub(crate) fn install_stdio(fds: [OwnedFd; 3]) -> io::Result<()> {
+    if fds.iter().any(|fd| fd.as_raw_fd() < 3) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a stdio descriptor to install is itself numbered 0-2",
+        ));
+    }
+    for (target, fd) in fds.iter().enumerate() {
+        // SAFETY: dup2 takes no pointers; `fd` is a live descriptor and
+        // `target` is one of 0–2, which this process owns. The copy does
+        // not inherit close-on-exec.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target as RawFd) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Ignores `signal` (the fork server's `SIGABRT`; see [`clone_sibling`]).
+pub(crate) fn ignore_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: SIG_IGN is a valid handler value for any catchable signal.
+    if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `fd` has data to read within `wait` (a poll with that timeout).
+pub(crate) fn readable_within(fd: BorrowedFd<'_>, wait: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = rustix::time::Timespec {
+        tv_sec: wait.as_secs() as _,
+        tv_nsec: wait.subsec_nanos() as _,
+    };
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(n) => n > 0,
+        // Treat errors as "something to read": the read will report them.
+        Err(_) => true,
     }
 }
 
@@ -881,6 +1036,9 @@ pub(crate) mod test {
         fn unshare(&self, flags: i32) -> io::Result<()> {
             self.record(format!("unshare {flags:#x}"))
         }
+        fn setns_net(&self, _fd: BorrowedFd<'_>) -> io::Result<()> {
+            self.record("setns net".into())
+        }
         fn write_file(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
             self.record(format!(
                 "write {} {:?}",
@@ -907,6 +1065,7 @@ pub(crate) mod test {
             let fd = OwnedFd::from(std::fs::File::open("/dev/null")?);
             Ok(OpenedPath {
                 fd,
+                path: path.to_path_buf(),
                 kind,
                 locked_flags: 0,
             })
@@ -953,6 +1112,16 @@ pub(crate) mod test {
                 link.display(),
                 points_to.display()
             ))
+        }
+        fn copy_small_file(&self, src: &OpenedPath, to: &Path, max: u64) -> io::Result<bool> {
+            // The stand-in descriptor says nothing about the source: judge
+            // the real file the test named, as the kernel side would.
+            let meta = std::fs::metadata(&src.path)?;
+            if !copyable(&meta, max) {
+                return Ok(false);
+            }
+            self.record(format!("copy {} {}", src.path.display(), to.display()))?;
+            Ok(true)
         }
         fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
             self.record(format!("chown {} {uid}:{gid}", path.display()))

@@ -4,6 +4,11 @@
 //! same plugin run `trusted` must show the attempt succeeding where that is
 //! meaningful, so a "blocked" proves the sandbox, not a broken plugin.
 //!
+//! The suite runs twice: as `tests/escape.rs`, every plugin spawned by
+//! re-executing the helper; and included by `tests/escape_fork_server.rs`,
+//! every plugin spawned through a [`ForkServer`] — both paths must contain
+//! every attempt.
+//!
 //! The tests need the layers to exist: they run as root on the CI machine,
 //! where `plugd doctor` reports every layer active (checked first, in
 //! `doctor_reports_every_layer_active`). Every run is bounded by a wall-clock
@@ -18,8 +23,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use plugd_sandbox::{
-    EndReason, Helper, Layer, LayerStatus, Monitor, MonitorError, Network, OperatorSettings,
-    Outcome, PluginGrant, Policy, ResourceRequest, Sandbox, SpawnError, Step, Target, TrustLevel,
+    EndReason, ForkServer, Helper, Layer, LayerStatus, Monitor, MonitorError, Network,
+    OperatorSettings, Outcome, PluginGrant, Policy, ResourceRequest, Sandbox, ServerChild,
+    ServerStdio, SpawnError, Step, Target, TrustLevel,
 };
 
 const HOSTILE_PY: &str = include_str!("plugins/hostile.py");
@@ -249,22 +255,94 @@ fn drain(mut r: impl Read + Send + 'static, keep: usize) -> std::thread::JoinHan
     })
 }
 
-fn spawn(sb: &Sandbox, policy: &Policy, target: &Target) -> (Child, Monitor) {
+/// Whether this copy of the suite spawns through the fork server (it is
+/// compiled into the `escape_fork_server` test crate).
+fn via_server() -> bool {
+    module_path!().starts_with("escape_fork_server")
+}
+
+/// One fork server per test process, started lazily by whoever needs it
+/// first (also the unprivileged test process).
+fn fork_server() -> &'static ForkServer {
+    static SERVER: OnceLock<ForkServer> = OnceLock::new();
+    SERVER.get_or_init(|| ForkServer::start(&helper()).expect("starting the fork server"))
+}
+
+/// A spawned helper, whichever way it was started.
+enum Proc {
+    Std(Child),
+    Server {
+        child: ServerChild,
+        stdout: Option<std::io::PipeReader>,
+        stderr: Option<std::io::PipeReader>,
+    },
+}
+
+impl Proc {
+    fn id(&self) -> u32 {
+        match self {
+            Proc::Std(c) => c.id(),
+            Proc::Server { child, .. } => child.id(),
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Proc::Std(c) => c.wait(),
+            Proc::Server { child, .. } => child.wait(),
+        }
+    }
+
+    fn take_output(&mut self) -> (Box<dyn Read + Send>, Box<dyn Read + Send>) {
+        match self {
+            Proc::Std(c) => (
+                Box::new(c.stdout.take().unwrap()),
+                Box::new(c.stderr.take().unwrap()),
+            ),
+            Proc::Server { stdout, stderr, .. } => (
+                Box::new(stdout.take().unwrap()),
+                Box::new(stderr.take().unwrap()),
+            ),
+        }
+    }
+}
+
+fn spawn(sb: &Sandbox, policy: &Policy, target: &Target) -> (Proc, Monitor) {
     let mut cmd = sb
         .command(policy, target)
         .expect("building the sandboxed command");
+    if via_server() {
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let (err_r, err_w) = std::io::pipe().unwrap();
+        let stdio = ServerStdio {
+            stdin: None,
+            stdout: Some(out_w.into()),
+            stderr: Some(err_w.into()),
+        };
+        let (child, monitor) = cmd
+            .spawn_in(fork_server(), stdio)
+            .expect("spawning through the fork server");
+        let proc = Proc::Server {
+            child,
+            stdout: Some(out_r),
+            stderr: Some(err_r),
+        };
+        return (proc, monitor);
+    }
     cmd.command_mut()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    cmd.spawn().expect("spawning the helper")
+    let (child, monitor) = cmd.spawn().expect("spawning the helper");
+    (Proc::Std(child), monitor)
 }
 
 fn run_with(sb: &Sandbox, policy: &Policy, target: &Target) -> Run {
     let start = Instant::now();
     let (mut child, monitor) = spawn(sb, policy, target);
-    let out = drain(child.stdout.take().unwrap(), 256 * 1024);
-    let err = drain(child.stderr.take().unwrap(), 64 * 1024);
+    let (stdout, stderr) = child.take_output();
+    let out = drain(stdout, 256 * 1024);
+    let err = drain(stderr, 64 * 1024);
     // Watchdog: no test may hang CI, whatever the sandbox does.
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -938,7 +1016,12 @@ fn an_unprivileged_plugd_still_confines() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(&exe)
-        .args(["--ignored", "--exact", "unprivileged_host", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            &unprivileged_test_name(),
+            "--nocapture",
+        ])
         .env("PLUGD_TEST_UNPRIVILEGED", "1")
         .output()
         .expect("setpriv (util-linux) runs the test binary as an ordinary user");
@@ -948,6 +1031,15 @@ fn an_unprivileged_plugd_still_confines() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+/// The test's full name in this test binary (`escape::unprivileged_host`
+/// when the suite is a module of the fork-server copy).
+fn unprivileged_test_name() -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::unprivileged_host"),
+        None => "unprivileged_host".to_string(),
+    }
 }
 
 #[test]
@@ -997,4 +1089,101 @@ fn rustix_euid() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The two spawn paths
+// ---------------------------------------------------------------------------
+
+#[test]
+fn each_copy_of_the_suite_tests_its_own_spawn_path() {
+    assert_eq!(via_server(), module_path!() != "escape");
+    let fx = fixture();
+    let (mut child, monitor) = spawn(
+        sandbox(),
+        &policy(&fx, TrustLevel::Sandboxed),
+        &py("hello", ""),
+    );
+    assert_eq!(matches!(child, Proc::Server { .. }), via_server());
+    // Either way the helper is this process's child (the fork server forks
+    // it with CLONE_PARENT), so it can be waited for like any child.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let ppid: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, std::process::id());
+    let (out, _err) = child.take_output();
+    let out = drain(out, 4096);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        monitor.finish().unwrap().reason,
+        EndReason::Exit { code: 0 }
+    );
+    assert!(out.join().unwrap().0.contains("hello=ok"));
+}
+
+#[test]
+fn a_dead_fork_server_is_an_error_not_a_hang() {
+    let server = ForkServer::start(&helper()).unwrap();
+    let fx = fixture();
+    let p = policy(&fx, TrustLevel::Sandboxed);
+    let cmd = sandbox().command(&p, &py("hello", "")).unwrap();
+    let (mut child, monitor) = cmd.spawn_in(&server, ServerStdio::null()).unwrap();
+    assert!(child.wait().unwrap().success());
+    monitor.finish().unwrap();
+    let pid = server.pid();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let cmd = sandbox().command(&p, &py("hello", "")).unwrap();
+    let err = cmd
+        .spawn_in(&server, ServerStdio::null())
+        .expect_err("the server is dead");
+    assert!(
+        matches!(err, plugd_sandbox::ForkServerError::Gone { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ForkServer::start"), "{err}");
+    // Dropping it reaps the dead server.
+    drop(server);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // A fresh one works.
+    let server = ForkServer::start(&helper()).unwrap();
+    let cmd = sandbox().command(&p, &py("hello", "")).unwrap();
+    let (mut child, monitor) = cmd.spawn_in(&server, ServerStdio::null()).unwrap();
+    assert!(child.wait().unwrap().success());
+    monitor.finish().unwrap();
+}
+
+#[test]
+fn every_sandbox_gets_a_network_namespace_of_its_own() {
+    let fx = fixture();
+    let p = policy(&fx, TrustLevel::Sandboxed);
+    let sleeper = Target::new("/bin/sleep").arg("30").cwd("/work");
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut seen = vec![host];
+    let mut running = Vec::new();
+    // More than the fork server's pool, so pooled and freshly made ones both
+    // show up.
+    for _ in 0..6 {
+        let (child, mut monitor) = spawn(sandbox(), &p, &sleeper);
+        let pid = monitor.wait_started().unwrap();
+        let mine = ns(pid);
+        assert!(!seen.contains(&mine), "{mine:?} is shared: {seen:?}");
+        seen.push(mine);
+        running.push((child, monitor));
+    }
+    for (mut child, monitor) in running {
+        plugd_sandbox::terminate(child.id()).unwrap();
+        child.wait().unwrap();
+        monitor.finish().unwrap();
+    }
 }

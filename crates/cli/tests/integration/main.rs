@@ -5,11 +5,19 @@
 //! - `exec`: calling plugins, both argument styles, and every way a plugin can misbehave
 //! - `hostile`: malicious packages refused without leaving anything behind
 //! - `sandbox`: what a sandboxed plugin can and cannot reach, accounting, `plugd doctor`
+//! - `trust`: scan, install policy, keys and signatures (issue 5)
+//! - `oneshot`: the `file`, `stdio-batch` and `command` runtimes: examples and failure cases
 //! - `durability`: plugd killed mid-install, and installs racing on one home
+//! - `http`: Stage7 container plugins: private port 8080 per instance, inputs, start failures, the Flask example
+//! - `env`: per-plugin Python virtualenvs and R package checks at install
 
 mod durability;
+mod env;
 mod exec;
 mod hostile;
+mod http;
 mod lifecycle;
+mod oneshot;
 mod sandbox;
+mod trust;
 mod util;

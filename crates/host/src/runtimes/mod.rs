@@ -31,10 +31,6 @@ pub(crate) struct RunContext<'a> {
     /// Timeouts and limits.
     pub call_options: &'a CallOptions,
     /// The history record's id (also the default trace id).
-    #[expect(
-        dead_code,
-        reason = "read by the http runner (trace ids) once it is built"
-    )]
     pub execution_id: &'a str,
 }
 

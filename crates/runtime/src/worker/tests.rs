@@ -1,5 +1,6 @@
 //! The worker driven over in-memory pipes by a scripted fake plugin.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
@@ -155,6 +156,10 @@ async fn stray_lines_are_survived_and_quoted_when_no_answer_comes() {
     assert!(message.contains("first: 'DEBUG: starting up'"), "{message}");
     assert_eq!(worker.stats().stray_lines, 3);
 
+    // The plugin was told the call is off.
+    let cancel = fake.next_request().await;
+    assert_eq!(cancel.kind, RequestType::Cancel);
+    assert_eq!(cancel.payload, Some(json!({"id": request.id})));
     // The worker is still usable, and the late answer is counted as late.
     fake.answer(&request.id, json!(null)).await;
     let plugin = async {
@@ -349,6 +354,7 @@ async fn a_caller_that_gives_up_leaves_nothing_pending() {
     assert!(abandoned.is_err());
     assert!(worker.shared.state().pending.is_empty());
     let request = fake.next_request().await;
+    assert_eq!(fake.next_request().await.kind, RequestType::Cancel);
     fake.answer(&request.id, json!(null)).await;
     // Routed through the same reader, so once this one is answered the late one was seen.
     let plugin = async {
@@ -461,4 +467,125 @@ fn messages_read_well() {
     );
     assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 s");
     assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_sends_cancel_and_its_answer_is_dropped_quietly() {
+    let (worker, mut fake) = setup(4096);
+    // The caller drops its call while it waits.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        worker.request_with_id("c-1".into(), RequestType::Exec, None, LONG),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    let exec = fake.next_request().await;
+    let cancel = fake.next_request().await;
+    assert_eq!((exec.id.as_str(), exec.kind), ("c-1", RequestType::Exec));
+    assert_eq!(cancel.kind, RequestType::Cancel);
+    assert_eq!(cancel.payload, Some(json!({"id": "c-1"})));
+    assert_ne!(cancel.id, "c-1");
+    // A plugin that does not know `cancel` says so; the original answer comes late.
+    fake.say(
+        &json!({"id": cancel.id, "status": "error", "code": 400, "message": "unknown type"})
+            .to_string(),
+    )
+    .await;
+    fake.answer("c-1", json!("late")).await;
+    let plugin = async {
+        let next = fake.next_request().await;
+        fake.answer(&next.id, json!("fine")).await;
+    };
+    let (next, ()) = tokio::join!(worker.request(RequestType::Exec, None, LONG), plugin);
+    assert_eq!(next.unwrap().body, Some(json!("fine")));
+    let stats = worker.stats();
+    assert_eq!(
+        (stats.violations(), stats.late_responses, stats.cancels),
+        (0, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_sends_cancel_but_an_answered_call_does_not() {
+    let (worker, mut fake) = setup(4096);
+    let plugin = async {
+        let first = fake.next_request().await;
+        fake.answer(&first.id, json!(1)).await;
+        let second = fake.next_request().await;
+        let cancel = fake.next_request().await;
+        (second, cancel)
+    };
+    let calls = async {
+        let one = worker.request(RequestType::Exec, None, LONG).await;
+        let two = worker.request(RequestType::Exec, None, SHORT).await;
+        (one, two)
+    };
+    let ((one, two), (second, cancel)) = tokio::join!(calls, plugin);
+    assert!(one.unwrap().is_ok());
+    assert!(matches!(two, Err(CallError::Timeout { .. })));
+    assert_eq!(cancel.kind, RequestType::Cancel);
+    assert_eq!(cancel.payload, Some(json!({"id": second.id})));
+    assert_eq!(worker.stats().cancels, 1);
+}
+
+#[tokio::test]
+async fn request_ids_are_unique_and_short() {
+    let (worker, mut fake) = setup(4096);
+    let plugin = async {
+        let mut ids = HashSet::new();
+        for _ in 0..3 {
+            let r = fake.next_request().await;
+            fake.answer(&r.id, json!(null)).await;
+            assert!(r.id.len() < 36, "{}", r.id);
+            ids.insert(r.id);
+        }
+        ids
+    };
+    let calls = async {
+        for _ in 0..3 {
+            worker
+                .request(RequestType::Health, None, LONG)
+                .await
+                .unwrap();
+        }
+    };
+    let ((), ids) = tokio::join!(calls, plugin);
+    assert_eq!(ids.len(), 3);
+    // Another worker never reuses them.
+    let (other, mut fake) = setup(4096);
+    let plugin = async {
+        let r = fake.next_request().await;
+        fake.answer(&r.id, json!(null)).await;
+        r.id
+    };
+    let (_, id) = tokio::join!(other.request(RequestType::Health, None, LONG), plugin);
+    assert!(!ids.contains(&id));
+}
+
+#[test]
+fn borrowed_requests_encode_like_owned_ones() {
+    let payload = json!({"action": "echo", "args": {"message": "hé\n"}});
+    let owned = Request::new("r-1", RequestType::Exec, Some(payload.clone()));
+    let borrowed = RequestRef {
+        id: "r-1",
+        kind: RequestType::Exec,
+        timestamp: owned.timestamp.clone(),
+        payload: Some(&payload),
+    };
+    assert_eq!(
+        serde_json::to_string(&borrowed).unwrap(),
+        serde_json::to_string(&owned).unwrap()
+    );
+    let none = RequestRef {
+        payload: None,
+        ..borrowed
+    };
+    let owned = Request {
+        payload: None,
+        ..owned
+    };
+    assert_eq!(
+        serde_json::to_string(&none).unwrap(),
+        serde_json::to_string(&owned).unwrap()
+    );
 }
