@@ -81,6 +81,9 @@ pub enum Command {
         id: String,
         /// Plugin directory or package holding the new version.
         source: PathBuf,
+        /// Allow the new version to declare permissions the active one does not.
+        #[arg(long)]
+        accept_permissions: bool,
         #[command(flatten)]
         limits: UnpackLimits,
         #[command(flatten)]

@@ -46,12 +46,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Update {
             id,
             source,
+            accept_permissions,
             limits,
             trust,
         } => {
             let host = open(Some(&limits))?;
             let spinner = Spinner::new(json);
-            let report = host.update(&id, &source, &trust.options(false), &spinner);
+            let options = plugd_host::InstallOptions {
+                accept_permissions,
+                ..trust.options(false)
+            };
+            let report = host.update(&id, &source, &options, &spinner);
             spinner.finish();
             print_install(&report?, json)
         }

@@ -37,6 +37,7 @@ impl InstallTrustArgs {
             accept_findings: self.accept_findings,
             signature: self.signature.clone(),
             advisories: self.advisories.clone(),
+            accept_permissions: false,
         }
     }
 }

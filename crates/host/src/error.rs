@@ -181,6 +181,31 @@ pub enum HostError {
     /// A plugd setting (environment variable) or a pool start failed.
     #[error("{0}")]
     Settings(String),
+    /// The new version of an update failed its health check and was not made active.
+    #[error(
+        "{id} {version} is installed but was not made active: its health check failed: {reason}; fix the plugin and update again, or try it with `plugd test`"
+    )]
+    Unhealthy {
+        /// The plugin id.
+        id: String,
+        /// The version checked.
+        version: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An update asks for permissions the active version does not have.
+    #[error(
+        "{id} {version} asks for permissions the active version does not have: {}; review them and run the update again with --accept-permissions",
+        added.join(", ")
+    )]
+    PermissionsWidened {
+        /// The plugin id.
+        id: String,
+        /// The offered version.
+        version: String,
+        /// The new permissions.
+        added: Vec<String>,
+    },
     /// The plugin's runtime is not built yet.
     #[error(
         "plugd cannot run `{runtime}` plugins yet (only `ndjson` is built so far); `{id}` stays installed"

@@ -24,6 +24,7 @@ mod conformance;
 mod environment;
 mod error;
 mod exec;
+mod health;
 mod lifecycle;
 mod pools;
 mod runtimes;

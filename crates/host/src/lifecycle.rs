@@ -40,6 +40,9 @@ pub struct InstallOptions {
     pub signature: Option<PathBuf>,
     /// An OSV advisory file to match the declared dependencies against.
     pub advisories: Option<PathBuf>,
+    /// Let `update` activate a version that declares permissions the active
+    /// one does not (DESIGN §6: widening needs explicit consent).
+    pub accept_permissions: bool,
 }
 
 /// A package unpacked and checked in the staging area, not yet committed.
@@ -323,11 +326,37 @@ impl Host {
                 offered: offered.to_string(),
             });
         }
+        if !options.accept_permissions {
+            let old = self.stored_manifest(id, &plugin.active_version)?;
+            let had: Vec<&str> = old
+                .permissions
+                .iter()
+                .map(|p| p.original.as_str())
+                .collect();
+            let added: Vec<String> = manifest
+                .permissions
+                .iter()
+                .map(|p| p.original.clone())
+                .filter(|p| !had.contains(&p.as_str()))
+                .collect();
+            if !added.is_empty() {
+                return Err(HostError::PermissionsWidened {
+                    id: id.to_string(),
+                    version: offered.to_string(),
+                    added,
+                });
+            }
+        }
         let env = self.prepare_staged_env(&staged, progress)?;
         let (status, dir, summary) = self.commit(staged, plugin.enabled, false, progress)?;
         self.place_env(env, progress)?;
         let mut previous = None;
         if plugin.active_version != offered.to_string() {
+            progress.step("health check of the new version");
+            if self.health_check(id, &offered.to_string())? == crate::health::Health::NotApplicable
+            {
+                tracing::info!(plugin = %id, "runtime has no health request; activating without one");
+            }
             progress.step("activating");
             previous = Some(self.store.activate(
                 id,

@@ -196,7 +196,7 @@ impl Host {
     }
 
     /// The launch of a warm worker: `ndjson` and `python-function` plugins only.
-    fn warm_launch(
+    pub(crate) fn warm_launch(
         &self,
         manifest: &plugd_manifest::Manifest,
         plugin_dir: &std::path::Path,

@@ -513,9 +513,12 @@ pub fn scan_context(manifest: &Manifest) -> plugd_scan::ScanContext {
             "script" | "process" | "proc" | "exec" | "shell" | "command"
         ) || matches!(p.action.as_str(), "execute" | "exec" | "spawn")
     });
-    let declared_fs_write = perms
-        .iter()
-        .any(|p| p.resource == "fs" && matches!(p.action.as_str(), "write" | "access" | "*"));
+    // A `file` plugin's contract is to write `/plugin/output.json` (into its
+    // per-call copy), so its writes are expected, not denied.
+    let declared_fs_write = manifest.runtime == plugd_manifest::Runtime::File
+        || perms
+            .iter()
+            .any(|p| p.resource == "fs" && matches!(p.action.as_str(), "write" | "access" | "*"));
     let declared_binaries = match (&manifest.entry_point, manifest.language) {
         (plugd_manifest::EntryPoint::File(file), Some(Language::Exec) | None) => {
             vec![file.clone()]
