@@ -126,6 +126,13 @@ def main():
             lib["host_rss"]["vm_rss_kib"] / 1024 <= 30,
         ),
     ]
+    sandboxed_ratio = cli["rust_echo_c1"]["p50_us"] / lib["pool_rust_echo"]["p50_us"]
+    checks.append((
+        "Sandboxed warm call (plugd bench) vs unsandboxed library Pool, p50 ratio",
+        sandboxed_ratio,
+        "≈ 1× (issue 4: zero added cost per warm call; ≤ 1.25 allows for noise)",
+        sandboxed_ratio <= 1.25,
+    ))
     result = {"library": lib, "cli": cli, "targets": [
         {"target": t, "value": round(v, 2), "goal": g, "met": m} for t, v, g, m in checks
     ]}

@@ -178,7 +178,7 @@ fn failed(mut err: CallError, id: &str, prefix: &str, kill: bool) -> Response {
 }
 
 /// The error's message followed by its causes: "could not start …: No such file".
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -40,6 +40,7 @@
 //! becomes 500), 500 for `success:false`, and 400 when the server cannot be
 //! started or reached — those messages quote the end of the server's log.
 
+use crate::worker::human_duration;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
@@ -213,7 +214,7 @@ pub enum HttpError {
     /// The server kept running but never answered its health check as healthy.
     #[error(
         "plugin {plugin}: the server was not healthy within {} (GET {path} on port {port}: {last}); check that it listens on port {port} and answers 200 {{\"status\":\"healthy\"}}, or raise container.healthCheck interval × retries in the manifest{}",
-        human(*after), quote(tail)
+        human_duration(*after), quote(tail)
     )]
     NeverHealthy {
         /// `id@version`.
@@ -252,7 +253,7 @@ pub enum HttpError {
         found: &'static str,
     },
     /// The call did not complete within `api.timeout`.
-    #[error("plugin {plugin} did not answer {method} {path} within {}; raise api.timeout in the manifest if it needs longer", human(*after))]
+    #[error("plugin {plugin} did not answer {method} {path} within {}; raise api.timeout in the manifest if it needs longer", human_duration(*after))]
     Timeout {
         /// `id@version`.
         plugin: String,
@@ -347,7 +348,7 @@ impl HttpError {
     /// causes, the plugin's body when it sent a JSON one, and
     /// `meta.origin = "plugd"` when plugd (not the plugin) made the error.
     pub fn into_response(self, id: &str) -> Response {
-        let mut response = Response::error(id, self.code(), error_chain(&self));
+        let mut response = Response::error(id, self.code(), crate::call::error_chain(&self));
         let (origin, kind) = match &self {
             HttpError::Status { .. } | HttpError::PluginFailed { .. } => ("plugin", "plugin"),
             HttpError::MissingInput { .. } | HttpError::WrongType { .. } => ("plugd", "input"),
@@ -1244,7 +1245,10 @@ async fn check_health_once(reach: Reach, settings: &HttpSettings) -> Result<Valu
     .await;
     match answer {
         Err(_) => Err((
-            format!("no answer within {}", human(settings.health_timeout)),
+            format!(
+                "no answer within {}",
+                human_duration(settings.health_timeout)
+            ),
             false,
         )),
         Ok(Err(failure)) => {
@@ -1539,25 +1543,6 @@ fn snippet(bytes: &[u8]) -> String {
         end -= 1;
     }
     text[..end].to_string()
-}
-
-fn human(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

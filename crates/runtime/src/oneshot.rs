@@ -199,14 +199,7 @@ pub(crate) fn with_origin(mut response: Response) -> Response {
 /// The report of a call whose process never started (or whose input could not
 /// be prepared): an error response with `code` and the error's whole chain.
 pub fn not_started_report(id: &str, code: i64, err: &dyn std::error::Error) -> CallReport {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    refused_report(id, code, message)
+    refused_report(id, code, crate::call::error_chain(err))
 }
 
 /// The report of a call refused before any process started (bad arguments).

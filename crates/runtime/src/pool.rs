@@ -50,6 +50,7 @@ use tokio::sync::futures::Notified;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::call::error_chain;
 use crate::protocol::{ExecCall, RequestType, Response, Status, codes};
 use crate::worker::human_duration;
 use crate::{CallError, Limits, RuntimeError, Worker, WorkerStats};
@@ -641,18 +642,6 @@ async fn retire(mut worker: Arc<Worker>, deadline: Instant) {
             }
         }
     }
-}
-
-/// The error's message followed by its causes.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 async fn reap_loop(pool: Weak<Inner>, idle: Duration) {

@@ -7,13 +7,10 @@
 //! changes; the copy goes away with the work dir. The input document, the
 //! output rules and the error codes are `plugd_runtime::file`'s.
 
-use std::path::PathBuf;
-
-use plugd_manifest::Manifest;
 use plugd_runtime::file::{CALL_COPY_DIR, copy_plugin_tree, file_launch, run_file};
-use plugd_runtime::{CallReport, Interpreters, OneshotOptions, PluginRef};
+use plugd_runtime::{CallReport, OneshotOptions};
 
-use super::RunContext;
+use super::{RunContext, plugin_ref};
 use crate::confine::ProcessShape;
 use crate::{Host, HostError};
 
@@ -66,29 +63,5 @@ impl Host {
             &oneshot,
         )
         .await?)
-    }
-
-    /// The interpreters a one-shot plugin runs with: the plugin's own
-    /// virtualenv Python when it has one (built at install), else the host's;
-    /// and the paths that environment needs to be visible in the sandbox.
-    pub(super) fn interpreters_for(&self, manifest: &Manifest) -> (Interpreters, Vec<PathBuf>) {
-        let mut interp = self.interpreters().clone();
-        match self.plugin_env(&manifest.id, &manifest.version.to_string()) {
-            Some(env) => {
-                interp.python = env.python;
-                (interp, env.paths)
-            }
-            None => (interp, Vec::new()),
-        }
-    }
-}
-
-/// What the runtime needs to know of the manifest to launch it.
-pub(super) fn plugin_ref(manifest: &Manifest) -> PluginRef {
-    PluginRef {
-        id: manifest.id.clone(),
-        version: manifest.version.to_string(),
-        entry_point: manifest.entry_point.to_string(),
-        language: manifest.language.map(|l| l.to_string()),
     }
 }

@@ -3,12 +3,14 @@
 //! Every runner returns a [`CallReport`], so recording and printing an
 //! execution is the same whatever the runtime.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use plugd_manifest::{Manifest, Runtime};
 use plugd_runtime::protocol::ExecCall;
-use plugd_runtime::{CallOptions, CallReport};
+use plugd_runtime::{CallOptions, CallReport, Interpreters, Isolation, PluginRef};
 
+use crate::confine::ProcessShape;
 use crate::{Host, HostError};
 
 mod command;
@@ -45,5 +47,53 @@ impl Host {
             Runtime::Http => self.run_http(cx).await,
             Runtime::Command => self.run_command(cx).await,
         }
+    }
+}
+
+impl Host {
+    /// The interpreters a plugin runs with: its own virtualenv's Python when it
+    /// has one (built at install), else the host's; and the paths that
+    /// environment needs to be visible in the sandbox.
+    pub(crate) fn interpreters_for(&self, manifest: &Manifest) -> (Interpreters, Vec<PathBuf>) {
+        let mut interp = self.interpreters().clone();
+        match self.plugin_env(&manifest.id, &manifest.version.to_string()) {
+            Some(env) => {
+                interp.python = env.python;
+                (interp, env.paths)
+            }
+            None => (interp, Vec::new()),
+        }
+    }
+
+    /// The isolation of one call's process when it sees the installed plugin
+    /// files (every runtime but `file`, which shows a per-call copy).
+    fn call_isolation(
+        &self,
+        cx: &RunContext<'_>,
+        program: &Path,
+        extra_paths: &[PathBuf],
+        timeout: Duration,
+    ) -> Result<Isolation, HostError> {
+        self.isolation_for(
+            cx.manifest,
+            &ProcessShape {
+                plugin_dir: cx.plugin_dir,
+                work_dir: cx.work_dir,
+                program,
+                extra_paths,
+                timeout,
+                http_server: false,
+            },
+        )
+    }
+}
+
+/// What the runtime needs to know of the manifest to launch it.
+pub(crate) fn plugin_ref(manifest: &Manifest) -> PluginRef {
+    PluginRef {
+        id: manifest.id.clone(),
+        version: manifest.version.to_string(),
+        entry_point: manifest.entry_point.to_string(),
+        language: manifest.language.map(|l| l.to_string()),
     }
 }

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use plugd_manifest::{HandlerKind, Manifest};
 use plugd_runtime::{CallReport, LaunchSpec, PluginRef};
 
-use super::RunContext;
-use crate::confine::ProcessShape;
+use super::{RunContext, plugin_ref};
 use crate::{Host, HostError};
 
 impl Host {
@@ -19,17 +18,8 @@ impl Host {
         let (spec, extra_paths) =
             self.python_function_spec(cx.manifest, cx.plugin_dir, cx.work_dir)?;
         let opts = cx.call_options;
-        let isolation = self.isolation_for(
-            cx.manifest,
-            &ProcessShape {
-                plugin_dir: cx.plugin_dir,
-                work_dir: cx.work_dir,
-                program: &spec.program,
-                extra_paths: &extra_paths,
-                timeout: opts.timeout + opts.health_timeout,
-                http_server: false,
-            },
-        )?;
+        let timeout = opts.timeout + opts.health_timeout;
+        let isolation = self.call_isolation(cx, &spec.program, &extra_paths, timeout)?;
         Ok(plugd_runtime::call_once_in(&spec, &isolation, cx.call, opts).await)
     }
 
@@ -43,24 +33,18 @@ impl Host {
         work_dir: &Path,
     ) -> Result<(LaunchSpec, Vec<PathBuf>), HostError> {
         let plugin = PluginRef {
-            id: manifest.id.clone(),
-            version: manifest.version.to_string(),
-            entry_point: manifest.entry_point.to_string(),
             language: Some("python".into()),
+            ..plugin_ref(manifest)
         };
-        let env = self.plugin_env(&manifest.id, &manifest.version.to_string());
-        let python = match &env {
-            Some(env) => env.python.clone(),
-            None => self.interpreters().python.clone(),
-        };
+        let (interpreters, extra_paths) = self.interpreters_for(manifest);
         let spec = plugd_runtime::python_function_launch(
             &plugin,
             &handlers(manifest),
-            &python,
+            &interpreters.python,
             plugin_dir,
             work_dir,
         )?;
-        Ok((spec, env.map(|e| e.paths).unwrap_or_default()))
+        Ok((spec, extra_paths))
     }
 }
 

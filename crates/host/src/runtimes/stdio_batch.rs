@@ -7,8 +7,7 @@ use plugd_runtime::stdio_batch::{InputDef, batch_launch, run_stdio_batch};
 use plugd_runtime::{CallReport, OneshotOptions};
 
 use super::RunContext;
-use super::file::plugin_ref;
-use crate::confine::ProcessShape;
+use super::plugin_ref;
 use crate::{Host, HostError};
 
 impl Host {
@@ -20,17 +19,7 @@ impl Host {
         let (interp, extra_paths) = self.interpreters_for(manifest);
         let spec = batch_launch(&plugin_ref(manifest), cx.plugin_dir, cx.work_dir, &interp)?;
         let opts = cx.call_options;
-        let isolation = self.isolation_for(
-            manifest,
-            &ProcessShape {
-                plugin_dir: cx.plugin_dir,
-                work_dir: cx.work_dir,
-                program: &spec.program,
-                extra_paths: &extra_paths,
-                timeout: opts.timeout,
-                http_server: false,
-            },
-        )?;
+        let isolation = self.call_isolation(cx, &spec.program, &extra_paths, opts.timeout)?;
         let defs: Vec<InputDef<'_>> = manifest
             .input_definitions
             .iter()
