@@ -195,6 +195,12 @@ pub struct UnpackLimits {
     /// Refuse packages that unpack to more than N times their compressed size.
     #[arg(long, env = "PLUGD_MAX_RATIO", value_name = "N")]
     pub max_ratio: Option<u64>,
+    /// Refuse packages holding a path longer than this many bytes.
+    #[arg(long, env = "PLUGD_MAX_PATH_BYTES", value_name = "BYTES")]
+    pub max_path_bytes: Option<usize>,
+    /// Refuse packages nesting directories deeper than this.
+    #[arg(long, env = "PLUGD_MAX_DEPTH", value_name = "N")]
+    pub max_depth: Option<usize>,
 }
 
 impl UnpackLimits {
@@ -209,6 +215,12 @@ impl UnpackLimits {
         }
         if let Some(v) = self.max_ratio {
             limits.max_ratio = v;
+        }
+        if let Some(v) = self.max_path_bytes {
+            limits.max_path_bytes = v;
+        }
+        if let Some(v) = self.max_depth {
+            limits.max_depth = v;
         }
         limits
     }

@@ -211,3 +211,32 @@ fn a_corrupt_archive_is_refused() {
     let run = env.fails(&["install", not_gzip.to_str().unwrap()]);
     assert!(run.stderr.contains("plain.txt"), "{}", run.stderr);
 }
+
+#[test]
+fn depth_and_path_limits_are_named_and_can_be_raised() {
+    let env = Env::new();
+    let dir = env.plugin(
+        "deep",
+        &crate::util::python_fixture("deep", "1.0.0", "reply(req)"),
+    );
+    let mut nested = dir.clone();
+    for _ in 0..40 {
+        nested.push("d");
+    }
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("leaf.txt"), "x").unwrap();
+    let dir = dir.to_str().unwrap();
+
+    let run = env.fails(&["install", dir]);
+    assert!(run.stderr.contains("--max-depth"), "{}", run.stderr);
+    let run = env.fails(&[
+        "install",
+        dir,
+        "--max-depth",
+        "64",
+        "--max-path-bytes",
+        "40",
+    ]);
+    assert!(run.stderr.contains("--max-path-bytes"), "{}", run.stderr);
+    env.ok(&["install", dir, "--max-depth", "64"]);
+}
