@@ -3,7 +3,8 @@
 //! (interleaved, so drift affects every variant alike).
 //!
 //! Variants: plain `Command`; sandboxed and trusted through a
-//! [`ForkServer`] and by re-executing the helper; sandboxed without cgroups;
+//! [`ForkServer`] (with and without its root templates) and by
+//! re-executing the helper; sandboxed without cgroups;
 //! bubblewrap when installed; and, last, the fork server with idle time
 //! before each spawn (so its network-namespace pool is filled).
 //!
@@ -213,6 +214,11 @@ fn main() {
     trusted.work_dir = None;
 
     let server = ForkServer::start(sb.helper()).expect("starting the fork server");
+    // The same server without root templates: what the template saves.
+    let per_spawn = ForkServer::start_without_root_templates(sb.helper())
+        .expect("starting the second fork server");
+    let mut srv_per_spawn = vec![];
+    let mut per_spawn_steps = Steps::new();
     let (mut plain, mut full, mut nocg, mut tr, mut bw) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut srv_full, mut srv_tr) = (vec![], vec![]);
     let have_bwrap = spawn_bwrap().is_some();
@@ -220,6 +226,7 @@ fn main() {
         spawn_plain();
         spawn_sandboxed(&sb, &sandboxed, None, None);
         spawn_sandboxed(&sb, &sandboxed, Some(&server), None);
+        spawn_sandboxed(&sb, &sandboxed, Some(&per_spawn), None);
     }
     let (mut full_steps, mut tr_steps, mut srv_steps) = (Steps::new(), Steps::new(), Steps::new());
     for _ in 0..iters {
@@ -235,6 +242,12 @@ fn main() {
             &sandboxed,
             Some(&server),
             Some(&mut srv_steps),
+        ));
+        srv_per_spawn.push(spawn_sandboxed(
+            &sb,
+            &sandboxed,
+            Some(&per_spawn),
+            Some(&mut per_spawn_steps),
         ));
         nocg.push(spawn_sandboxed(&no_cgroups, &sandboxed, None, None));
         tr.push(spawn_sandboxed(&sb, &trusted, None, Some(&mut tr_steps)));
@@ -261,6 +274,11 @@ fn main() {
     println!("spawn of /bin/true, {iters} runs each, interleaved:");
     let base = stats("plain fork/exec", plain, None);
     stats("sandboxed, fork server", srv_full, Some(base));
+    stats(
+        "sandboxed, fork server, root per spawn",
+        srv_per_spawn,
+        Some(base),
+    );
     stats("trusted, fork server", srv_tr, Some(base));
     stats("sandboxed, fork server, idle before", idle, Some(base));
     stats("sandboxed (every layer)", full, Some(base));
@@ -272,6 +290,7 @@ fn main() {
         stats("bubblewrap (namespaces, ro /usr)", bw, Some(base));
     }
     print_steps("sandboxed, fork server", srv_steps);
+    print_steps("sandboxed, fork server, root per spawn", per_spawn_steps);
     print_steps("sandboxed, fork server, idle before", idle_steps);
     print_steps("sandboxed (every layer)", full_steps);
     print_steps("trusted", tr_steps);

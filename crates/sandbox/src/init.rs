@@ -104,7 +104,10 @@ pub fn init_main() -> ! {
             marks.mark("helper: request parsed");
             run(*spec, marks, Origin::Exec)
         }
-        InitRequest::Serve { socket_fd } => crate::server::serve(socket_fd),
+        InitRequest::Serve {
+            socket_fd,
+            root_templates,
+        } => crate::server::serve(socket_fd, root_templates),
     }
 }
 
@@ -264,6 +267,7 @@ fn supervise(
         kill_adopted_descendants();
     }
     let stats = cgroup.stats();
+    marks.mark("helper: accounting read");
     reap_leftovers(Duration::from_millis(200));
     cgroup.remove();
     marks.mark("helper: torn down");
@@ -624,6 +628,19 @@ fn child_setup(spec: &RunSpec, ctx: &mut ChildCtx<'_>) -> Result<Never, SetupFai
         .map_err(|e| SetupFailure::io(Step::Cgroup, "joining the sandbox cgroup", &e))?;
     sys::setsid().map_err(|e| SetupFailure::io(Step::Fork, "setsid", &e))?;
     marks.mark("child: cgroup joined, setsid");
+    // The template clone is made while still in the server's (the host's)
+    // mount namespace: a detached tree may only be cloned from there.
+    let template = match spec.root_template_fd {
+        Some(fd) if plan.minimal_root => {
+            let shared = sys::adopt_inherited_fd(fd).map_err(|e| {
+                SetupFailure::io(Step::Mounts, "the fork server's root template", &e)
+            })?;
+            // Should a kernel refuse the clone, the root is built per spawn:
+            // the same tree, only slower.
+            sys::clone_mount(shared.as_fd(), true).ok()
+        }
+        _ => None,
+    };
     namespaces::enter_mount_ns(sys, plan)?;
     marks.mark("child: mount namespace");
 
@@ -635,7 +652,9 @@ fn child_setup(spec: &RunSpec, ctx: &mut ChildCtx<'_>) -> Result<Never, SetupFai
                 switch_user: plan.switch_user,
                 pid_ns: plan.pid_ns,
             },
+            template.as_ref(),
         )?;
+        drop(template);
     } else if plan.mount_ns {
         mounts::build_host_view(sys, policy)?;
     }
@@ -841,6 +860,7 @@ mod tests {
             seccomp: None,
             trace: false,
             netns_fd: None,
+            root_template_fd: None,
         }
     }
 

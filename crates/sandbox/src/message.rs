@@ -155,6 +155,15 @@ pub(crate) struct RunSpec {
     /// the host never carry one.
     #[serde(default)]
     pub netns_fd: Option<i32>,
+    /// An inherited descriptor of the fork server's root template for this
+    /// policy (see `template`), cloned instead of building the system part
+    /// of the minimal root. Set only by the fork server.
+    #[serde(default)]
+    pub root_template_fd: Option<i32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What the host asks the helper to do.
@@ -169,6 +178,9 @@ pub(crate) enum InitRequest {
     Serve {
         /// The inherited `SOCK_SEQPACKET` socket's descriptor number.
         socket_fd: i32,
+        /// Keep root templates (see `template`); off only for comparisons.
+        #[serde(default = "yes")]
+        root_templates: bool,
     },
 }
 

@@ -20,7 +20,14 @@
 //!    `/etc/passwd`, `/etc/group`, `/etc/hosts`, `/etc/hostname`.
 //! 4. Remount the staging root read-only, `pivot_root(".", ".")` into it and
 //!    detach the old root, so no path leads back to the host.
+//!
+//! Through the root fork server, the system part of step 3 (system binds,
+//! `/dev`, `/etc`, every directory) comes ready-made: the sandbox attaches a
+//! clone of the server's root template (see `template`) as the staging root
+//! and adds only its own binds, `/tmp` and `/proc` on the mount points the
+//! template has; steps 1, 2 (for its own sources) and 4 are unchanged.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use crate::message::{SetupFailure, Step};
@@ -43,10 +50,21 @@ const MS_PRIVATE: u64 = libc::MS_PRIVATE;
 /// Largest `/etc` file copied into the root instead of bound. Measured
 /// here: a bind costs ~35 µs; copying a few-KiB file less, but copying
 /// `mime.types` (72 KiB) or `ld.so.cache` (45 KiB) more, so those stay binds.
-const ETC_COPY_MAX: u64 = 16 * 1024;
+pub(crate) const ETC_COPY_MAX: u64 = 16 * 1024;
 
 /// Character devices every sandbox gets.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Links in `/dev` (`/dev/shm` is the private `/tmp` tmpfs: same flags but
+/// exec, which /tmp allows anyway, one size limit for both, one mount fewer
+/// per spawn).
+pub(crate) const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("shm", "/tmp"),
+];
 
 /// Readable names for `MS_*` flags (tests and error messages).
 #[cfg(test)]
@@ -140,7 +158,7 @@ fn open_source(sys: &dyn Sys, bind: &Bind) -> Result<Option<OpenedPath>, SetupFa
 /// what it points to is visible in the sandbox too (`/bin -> usr/bin`),
 /// otherwise the file it names is bound (`/etc/resolv.conf ->
 /// /run/systemd/resolve/stub-resolv.conf` on systemd hosts).
-fn open_identity_source(
+pub(crate) fn open_identity_source(
     sys: &dyn Sys,
     bind: &Bind,
     all: &[Bind],
@@ -197,16 +215,25 @@ fn bind_entry(bind: &Bind, src: OpenedPath, recursive: bool) -> Entry {
 }
 
 /// Builds the minimal root for a confined plugin and pivots into it.
+///
+/// With `template` (a clone of the fork server's root template for this
+/// policy's shape, see `template`), the system part is already in that
+/// tree: it is attached as the staging root and only the sandbox's own
+/// mounts are added, on the mount points it has.
 pub(crate) fn build_minimal_root(
     sys: &dyn Sys,
     policy: &Policy,
     opts: &RootOptions,
+    template: Option<&OwnedFd>,
 ) -> Result<(), SetupFailure> {
     make_private(sys)?;
     let mut entries = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for bind in &policy.binds {
         if !seen.insert((bind.source.clone(), bind.target.clone())) {
+            continue;
+        }
+        if template.is_some() && bind.source == bind.target {
             continue;
         }
         if let Some(src) = open_identity_source(sys, bind, &policy.binds)? {
@@ -232,9 +259,14 @@ pub(crate) fn build_minimal_root(
         options: format!("mode=1777,size={}", policy.limits.tmp_bytes),
         flags: MS_NOSUID | MS_NODEV,
     });
-    entries.push(Entry::Dev);
+    if template.is_none() {
+        entries.push(Entry::Dev);
+    }
     entries.push(Entry::Proc { fresh: opts.pid_ns });
     let mut devs = Vec::new();
+    if let Some(tree) = template {
+        return populate(sys, policy, entries, devs, true, Some(tree));
+    }
     for d in DEVICES {
         let path = PathBuf::from("/dev").join(d);
         match sys.open_path(&path, true) {
@@ -250,7 +282,7 @@ pub(crate) fn build_minimal_root(
             }
         }
     }
-    populate(sys, policy, entries, devs, true)
+    populate(sys, policy, entries, devs, true, None)
 }
 
 /// Builds the trusted view: the host's top-level directories bound as they
@@ -313,7 +345,7 @@ pub(crate) fn build_host_view(sys: &dyn Sys, policy: &Policy) -> Result<(), Setu
         let src = open_source(sys, &bind)?.expect("required binds are never skipped");
         entries.push(bind_entry(&bind, src, false));
     }
-    populate(sys, policy, entries, Vec::new(), false)
+    populate(sys, policy, entries, Vec::new(), false, None)
 }
 
 fn populate(
@@ -322,27 +354,38 @@ fn populate(
     mut entries: Vec<Entry>,
     devs: Vec<(&str, OpenedPath)>,
     confined: bool,
+    template: Option<&OwnedFd>,
 ) -> Result<(), SetupFailure> {
     // Parents before children; stable, so policy order breaks ties.
     entries.sort_by_key(|e| depth(e.target()));
     check_no_target_through_symlink(&entries)?;
 
     let root = Path::new(STAGING);
-    sys.mount(
-        Some(Path::new("tmpfs")),
-        root,
-        Some("tmpfs"),
-        MS_NOSUID | MS_NODEV,
-        Some("mode=0755,size=4m,nr_inodes=8192"),
-    )
-    .map_err(|e| SetupFailure::io(Step::Mounts, "mounting the staging root tmpfs", &e))?;
+    if let Some(tree) = template {
+        sys.attach_tree(tree.as_fd(), root)
+            .map_err(|e| SetupFailure::io(Step::Mounts, "attaching the root template clone", &e))?;
+    } else {
+        sys.mount(
+            Some(Path::new("tmpfs")),
+            root,
+            Some("tmpfs"),
+            MS_NOSUID | MS_NODEV,
+            Some("mode=0755,size=4m,nr_inodes=8192"),
+        )
+        .map_err(|e| SetupFailure::io(Step::Mounts, "mounting the staging root tmpfs", &e))?;
+    }
+    // A template already has every directory and mount point (it is
+    // read-only: creating one would fail).
+    let create = template.is_none();
 
     let targets: std::collections::HashSet<PathBuf> =
         entries.iter().map(|e| e.target().to_path_buf()).collect();
     for entry in &entries {
         let target = entry.target();
         let at = under(root, target);
-        make_parents(sys, root, target)?;
+        if create {
+            make_parents(sys, root, target)?;
+        }
         let fail = |what: &str, e: std::io::Error| {
             SetupFailure::io(Step::Mounts, format!("{what} {}", target.display()), &e)
         };
@@ -373,11 +416,13 @@ fn populate(
                         continue;
                     }
                 }
-                match src.kind {
-                    SourceKind::Dir => sys.mkdir(&at, 0o755),
-                    _ => sys.create_file(&at, 0o644),
+                if create {
+                    match src.kind {
+                        SourceKind::Dir => sys.mkdir(&at, 0o755),
+                        _ => sys.create_file(&at, 0o644),
+                    }
+                    .map_err(|e| fail("creating mount point", e))?;
                 }
-                .map_err(|e| fail("creating mount point", e))?;
                 let rec = if *recursive { MS_REC } else { 0 };
                 sys.mount(Some(&src.proc_path()), &at, None, MS_BIND | rec, None)
                     .map_err(|e| {
@@ -408,8 +453,10 @@ fn populate(
                     .map_err(|e| fail("creating symlink", e))?;
             }
             Entry::Tmpfs { options, flags, .. } => {
-                sys.mkdir(&at, 0o755)
-                    .map_err(|e| fail("creating mount point", e))?;
+                if create {
+                    sys.mkdir(&at, 0o755)
+                        .map_err(|e| fail("creating mount point", e))?;
+                }
                 sys.mount(
                     Some(Path::new("tmpfs")),
                     &at,
@@ -421,8 +468,10 @@ fn populate(
             }
             Entry::Dev => build_dev(sys, &at, &devs)?,
             Entry::Proc { fresh } => {
-                sys.mkdir(&at, 0o555)
-                    .map_err(|e| fail("creating mount point", e))?;
+                if create {
+                    sys.mkdir(&at, 0o555)
+                        .map_err(|e| fail("creating mount point", e))?;
+                }
                 if *fresh {
                     sys.mount(
                         Some(Path::new("proc")),
@@ -437,7 +486,7 @@ fn populate(
         }
     }
 
-    if confined {
+    if confined && create {
         write_etc(sys, root, policy, &targets)?;
     }
     sys.mount(
@@ -474,7 +523,7 @@ fn check_no_target_through_symlink(entries: &[Entry]) -> Result<(), SetupFailure
     Ok(())
 }
 
-fn make_parents(sys: &dyn Sys, root: &Path, target: &Path) -> Result<(), SetupFailure> {
+pub(crate) fn make_parents(sys: &dyn Sys, root: &Path, target: &Path) -> Result<(), SetupFailure> {
     let mut cur = root.to_path_buf();
     let comps: Vec<_> = target
         .components()
@@ -512,23 +561,14 @@ fn build_dev(sys: &dyn Sys, dev: &Path, devs: &[(&str, OpenedPath)]) -> Result<(
         sys.mount(Some(&src.proc_path()), &at, None, MS_BIND, None)
             .map_err(|e| fail(format!("binding /dev/{name}"), e))?;
     }
-    // /dev/shm (POSIX shared memory, semaphores) is the private /tmp tmpfs:
-    // same flags but exec (which /tmp allows anyway), one size limit for
-    // both, one mount fewer per spawn.
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("shm", "/tmp"),
-    ] {
+    for (link, to) in DEV_LINKS {
         sys.symlink(Path::new(to), &dev.join(link))
             .map_err(|e| fail(format!("creating /dev/{link}"), e))?;
     }
     Ok(())
 }
 
-fn write_etc(
+pub(crate) fn write_etc(
     sys: &dyn Sys,
     root: &Path,
     policy: &Policy,
@@ -683,6 +723,7 @@ mod tests {
                 switch_user: true,
                 pid_ns: true,
             },
+            None,
         )
         .unwrap();
         let l = sys.lines();
@@ -736,6 +777,58 @@ mod tests {
     }
 
     #[test]
+    fn with_a_template_only_the_sandbox_mounts_are_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = policy_with(dir.path());
+        let sys = RecordingSys::default();
+        let tree = OwnedFd::from(std::fs::File::open("/").unwrap());
+        build_minimal_root(
+            &sys,
+            &policy,
+            &RootOptions {
+                switch_user: true,
+                pid_ns: true,
+            },
+            Some(&tree),
+        )
+        .unwrap();
+        let l = sys.lines();
+        assert!(l[0].starts_with("mount - / - rec,private"), "{}", l[0]);
+        // The clone replaces the staging tmpfs, after the sources are open.
+        let attach = find(&l, "attach tree /tmp");
+        assert!(find(&l, &format!("open {}", dir.path().join("plugin").display())) < attach);
+        assert!(!l.iter().any(|x| x.starts_with("mount tmpfs /tmp tmpfs")));
+        // Its own binds, remounted as before; private /tmp and fresh /proc.
+        let bind = find(&l, "/tmp/plugin - bind -");
+        assert!(l[bind + 1].contains("/tmp/plugin - ro,nosuid,nodev,remount,bind"));
+        find(&l, "/tmp/work - bind -");
+        find(&l, "mount tmpfs /tmp/tmp tmpfs nosuid,nodev mode=1777");
+        find(&l, "mount proc /tmp/proc proc nosuid,nodev,noexec");
+        // Nothing the template has: no system binds, devices, /etc files,
+        // directories (the clone is read-only).
+        // (The identity binds are not even opened.)
+        let usr = dir.path().join("usr").display().to_string();
+        for gone in [
+            &*usr,
+            "/tmp/dev/",
+            "write /tmp/etc",
+            "mkdir",
+            "create",
+            "symlink",
+        ] {
+            assert!(
+                !l.iter().any(|x| x.contains(gone)),
+                "{gone}:\n{}",
+                l.join("\n")
+            );
+        }
+        let n = l.len();
+        assert!(l[n - 5].contains("mount - /tmp - ro,nosuid,nodev,remount,bind"));
+        assert_eq!(l[n - 3], "pivot_root . .");
+        assert_eq!(l[n - 2], "umount .");
+    }
+
+    #[test]
     fn small_world_readable_etc_files_are_copied_not_bound() {
         let dir = tempfile::tempdir().unwrap();
         let mut policy = policy_with(dir.path());
@@ -769,6 +862,7 @@ mod tests {
                 switch_user: false,
                 pid_ns: true,
             },
+            None,
         )
         .unwrap();
         let l = sys.lines();
@@ -820,6 +914,7 @@ mod tests {
                 switch_user: false,
                 pid_ns: true,
             },
+            None,
         )
         .unwrap_err();
         assert_eq!(err.step, Step::Mounts);
@@ -845,6 +940,7 @@ mod tests {
                 switch_user: false,
                 pid_ns: true,
             },
+            None,
         )
         .unwrap_err();
         assert_eq!(err.step, Step::PivotRoot);
@@ -866,6 +962,7 @@ mod tests {
                 switch_user: false,
                 pid_ns: true,
             },
+            None,
         )
         .unwrap_err();
         assert!(err.detail.contains("symlink"), "{}", err.detail);

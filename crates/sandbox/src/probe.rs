@@ -130,6 +130,7 @@ pub(crate) fn run_checks() -> Vec<LayerStatus> {
                         switch_user: false,
                         pid_ns: true,
                     },
+                    None,
                 )
                 .map_err(|f| f.to_string())?;
                 // The host must be gone from view, and /proc must be ours.

@@ -63,6 +63,60 @@ const NETNS_POOL: usize = 4;
 /// would compete with the sandbox being set up (this machine has 2 cores),
 /// so the pool only fills in real idle time. Under a continuous stream of
 /// spawns it runs dry and sandboxes create their own, as without a pool.
+/// Root templates kept at once (one per policy shape; a host runs a handful
+/// of plugin kinds, so more means shapes that change, e.g. per-call binds).
+const MAX_TEMPLATES: usize = 16;
+
+/// The fork server's root templates (see `template`), by shape key.
+#[derive(Default)]
+struct Templates {
+    on: bool,
+    built: std::collections::HashMap<String, crate::template::RootTemplate>,
+    /// Shapes whose build failed (logged once; those sandboxes build their
+    /// roots per spawn, which reports any real error).
+    failed: std::collections::HashSet<String>,
+}
+
+impl Templates {
+    /// The key of a current template for this request, building one if
+    /// needed; `None` when the sandbox builds its root itself.
+    fn prepare(&mut self, spec: &RunSpec) -> Option<String> {
+        let l = &spec.layers;
+        // A template made here belongs to the initial user namespace and is
+        // cloned from the host's mount namespace: only for root sandboxes
+        // without a user namespace (the ones the root server runs).
+        if !self.on || !l.minimal_root || !l.mount_ns || l.user_ns || sys::euid() != 0 {
+            return None;
+        }
+        let key = crate::template::shape(&spec.policy)?;
+        if self.failed.contains(&key) {
+            return None;
+        }
+        if let Some(t) = self.built.get_mut(&key) {
+            if t.current() {
+                return Some(key);
+            }
+            self.built.remove(&key);
+        }
+        if self.built.len() >= MAX_TEMPLATES {
+            self.built.clear();
+        }
+        match crate::template::build(&spec.policy) {
+            Ok(t) => {
+                self.built.insert(key.clone(), t);
+                Some(key)
+            }
+            Err(e) => {
+                eprintln!(
+                    "plugd sandbox fork server: {e}; sandboxes of this shape build their root per spawn"
+                );
+                self.failed.insert(key);
+                None
+            }
+        }
+    }
+}
+
 const NETNS_IDLE: Duration = Duration::from_millis(50);
 
 /// The server's answer to one request.
@@ -87,6 +141,8 @@ struct Accepted {
     report: OwnedFd,
     /// A network namespace from the pool, if the plan needs one.
     netns: Option<OwnedFd>,
+    /// The root template for this policy's shape, if there is one.
+    template: Option<OwnedFd>,
     /// When the server received and parsed the request (trace marks).
     times: [u64; 2],
 }
@@ -111,11 +167,13 @@ fn accept(bytes: &[u8], fds: Vec<OwnedFd>, truncated: bool) -> Result<Accepted, 
         InitRequest::Run(mut spec) => {
             // Only the server itself hands out descriptors.
             spec.netns_fd = None;
+            spec.root_template_fd = None;
             Ok(Accepted {
                 spec: *spec,
                 stdio: [stdin, stdout, stderr],
                 report,
                 netns: None,
+                template: None,
                 times: [0; 2],
             })
         }
@@ -168,7 +226,7 @@ fn send_reply(sock: &OwnedFd, reply: &Reply, fd: Option<BorrowedFd<'_>>) -> io::
 }
 
 /// The server loop. Never returns: exits 0 when the host closes the socket.
-pub(crate) fn serve(socket_fd: RawFd) -> ! {
+pub(crate) fn serve(socket_fd: RawFd, root_templates: bool) -> ! {
     let sock = match sys::adopt_inherited_fd(socket_fd) {
         Ok(fd) => fd,
         Err(e) => {
@@ -198,6 +256,10 @@ pub(crate) fn serve(socket_fd: RawFd) -> ! {
     // there is nothing to pool.
     let mut pool: Vec<OwnedFd> = Vec::new();
     let mut pool_on = sys::euid() == 0;
+    let mut templates = Templates {
+        on: root_templates,
+        ..Templates::default()
+    };
     loop {
         while pool_on && pool.len() < NETNS_POOL && !sys::readable_within(sock.as_fd(), NETNS_IDLE)
         {
@@ -229,6 +291,7 @@ pub(crate) fn serve(socket_fd: RawFd) -> ! {
         let sent = match accept(&buf[..n], fds, truncated) {
             Err(reason) => send_reply(&sock, &Reply::Refused { reason }, None),
             Ok(mut accepted) => {
+                let template = templates.prepare(&accepted.spec);
                 accepted.times = [received, crate::trace::monotonic_ns()];
                 // SAFETY: this process is single-threaded (checked above,
                 // and the loop starts no thread); the child only runs
@@ -243,6 +306,10 @@ pub(crate) fn serve(socket_fd: RawFd) -> ! {
                         }
                         // The rest of the pool is the server's, not this sandbox's.
                         drop(pool);
+                        accepted.template = template
+                            .and_then(|k| templates.built.remove(&k))
+                            .map(|t| t.tree);
+                        drop(templates);
                         start_helper(accepted)
                     }
                     Ok(sys::Sibling::Caller(pid, pidfd)) => {
@@ -300,9 +367,11 @@ fn start_helper(accepted: Accepted) -> ! {
         stdio,
         report,
         netns,
+        template,
         times,
     } = accepted;
     spec.netns_fd = netns.map(IntoRawFd::into_raw_fd);
+    spec.root_template_fd = template.map(IntoRawFd::into_raw_fd);
     let _ = sys::set_default_disposition(libc::SIGABRT);
     if let Err(e) = sys::install_stdio(stdio) {
         eprintln!("plugd sandbox helper: installing the plugin's stdio: {e}");
@@ -405,6 +474,18 @@ impl ForkServer {
     /// [`crate::run_helper_if_requested`] first). Blocks for one exec of the
     /// helper, a millisecond or two.
     pub fn start(helper: &Helper) -> Result<ForkServer, ForkServerError> {
+        ForkServer::start_inner(helper, true)
+    }
+
+    /// [`ForkServer::start`] without root templates: every sandbox builds
+    /// its minimal root per spawn, as a re-executed helper does. For
+    /// side-by-side measurements (`benches/spawn.rs`), and a way out should
+    /// a kernel refuse what templates need.
+    pub fn start_without_root_templates(helper: &Helper) -> Result<ForkServer, ForkServerError> {
+        ForkServer::start_inner(helper, false)
+    }
+
+    fn start_inner(helper: &Helper, root_templates: bool) -> Result<ForkServer, ForkServerError> {
         let start_err = |source| ForkServerError::Start {
             program: helper.program().to_path_buf(),
             source,
@@ -422,6 +503,7 @@ impl ForkServer {
             SPEC_ENV,
             serde_json::to_string(&InitRequest::Serve {
                 socket_fd: server.as_raw_fd(),
+                root_templates,
             })
             .expect("serialisable"),
         )
@@ -688,6 +770,7 @@ mod tests {
             seccomp: None,
             trace: false,
             netns_fd: None,
+            root_template_fd: None,
         };
         serde_json::to_vec(&InitRequest::Run(Box::new(spec))).unwrap()
     }

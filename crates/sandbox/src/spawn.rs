@@ -393,6 +393,7 @@ impl Sandbox {
             },
             trace: crate::trace::requested(),
             netns_fd: None,
+            root_template_fd: None,
         }));
         let request = serde_json::to_string(&request)?;
         let mut command = self.helper.command();

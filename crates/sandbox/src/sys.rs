@@ -103,6 +103,9 @@ pub(crate) trait Sys {
     ) -> io::Result<()>;
     /// `umount2(target, MNT_DETACH)`.
     fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    /// `move_mount(2)` of a detached mount tree onto `target` (a clone of
+    /// the fork server's root template, see `template`).
+    fn attach_tree(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()>;
     /// `pivot_root(2)`.
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     /// `chdir(2)`.
@@ -233,6 +236,18 @@ impl Sys for LinuxSys {
 
     fn umount_detach(&self, target: &Path) -> io::Result<()> {
         rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)?;
+        Ok(())
+    }
+
+    fn attach_tree(&self, tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+        use rustix::mount::MoveMountFlags;
+        rustix::mount::move_mount(
+            tree,
+            "",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )?;
         Ok(())
     }
 
@@ -999,6 +1014,83 @@ pub(crate) fn enter_netns_of(pid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// A detached tmpfs (`fsopen` + `fsmount`), nosuid and nodev, to build the
+/// fork server's root template in without touching any mount namespace.
+pub(crate) fn detached_tmpfs(options: &[(&str, &str)]) -> io::Result<OwnedFd> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for (k, v) in options {
+        rustix::mount::fsconfig_set_string(&fs, *k, *v)?;
+    }
+    rustix::mount::fsconfig_create(&fs)?;
+    Ok(rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )?)
+}
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE)`: a detached copy of the mount `fd`
+/// names (with every mount below it when `recursive`), close-on-exec.
+pub(crate) fn clone_mount(fd: BorrowedFd<'_>, recursive: bool) -> io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+        | OpenTreeFlags::AT_EMPTY_PATH;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    Ok(rustix::mount::open_tree(fd, "", flags)?)
+}
+
+/// `move_mount` of the detached mount `tree` onto `at`, relative to the
+/// directory `dir` (itself possibly in a detached tree; Linux ≥ 6.15).
+pub(crate) fn mount_at(tree: BorrowedFd<'_>, dir: BorrowedFd<'_>, at: &Path) -> io::Result<()> {
+    rustix::mount::move_mount(
+        tree,
+        "",
+        dir,
+        at,
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, {attr_set})`: adds `MOUNT_ATTR_*`
+/// flags to one mount (a detached one too, which `mount(2)` cannot reach),
+/// keeping every flag it already has. rustix has no wrapper.
+pub(crate) fn add_mount_attrs(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a NUL-terminated empty string, `attr` is a valid
+    // `struct mount_attr` of the size passed, and both outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod test {
     //! A [`Sys`] that records calls instead of making them.
@@ -1089,6 +1181,9 @@ pub(crate) mod test {
         }
         fn umount_detach(&self, target: &Path) -> io::Result<()> {
             self.record(format!("umount {}", target.display()))
+        }
+        fn attach_tree(&self, _tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+            self.record(format!("attach tree {}", target.display()))
         }
         fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
             self.record(format!(
