@@ -324,7 +324,10 @@ fn exec(host: &Host, args: ExecArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut call_args = match &args.args {
         Some(text) => match read_json_arg("--args", text)? {
             Value::Object(map) => map,
-            other => bail!("--args must be a JSON object, got {}", json_kind(&other)),
+            other => bail!(
+                "--args must be a JSON object, got {}",
+                plugd_runtime::protocol::json_kind(&other)
+            ),
         },
         None => Map::new(),
     };
@@ -499,15 +502,4 @@ fn parse_params(params: &[String]) -> anyhow::Result<Map<String, Value>> {
             Ok((key.to_string(), value))
         })
         .collect()
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

@@ -206,16 +206,6 @@ pub enum HostError {
         /// The new permissions.
         added: Vec<String>,
     },
-    /// The plugin's runtime is not built yet.
-    #[error(
-        "plugd cannot run `{runtime}` plugins yet (only `ndjson` is built so far); `{id}` stays installed"
-    )]
-    RuntimeNotBuilt {
-        /// The plugin id.
-        id: String,
-        /// The runtime named by its manifest.
-        runtime: String,
-    },
     /// The call named an action the manifest does not declare.
     #[error("plugin `{id}` has no action `{action}`; it declares: {}", known.join(", "))]
     UnknownAction {

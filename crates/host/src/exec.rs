@@ -71,13 +71,11 @@ impl Host {
         let manifest = self.stored_manifest(id, &version)?;
         call.action = resolve_action(&manifest, call.action.take())?;
         let execution_id = uuid::Uuid::new_v4().to_string();
-        call.context = Some(serde_json::json!({
-            "plugin_id": manifest.id,
-            "plugin_name": manifest.name,
-            "version": version,
-            "config": manifest.config_defaults(),
-            "trace_id": options.trace_id.clone().unwrap_or_else(|| execution_id.clone()),
-        }));
+        let trace_id = options
+            .trace_id
+            .clone()
+            .unwrap_or_else(|| execution_id.clone());
+        call.context = Some(call_context(&manifest, &version, Some(&trace_id)));
 
         let plugin_dir = self.store.version_dir(id, &version);
         let work_dir = self.work_dir(&execution_id)?;
@@ -159,6 +157,25 @@ impl Host {
                 source,
             })
     }
+}
+
+/// The `context` every call carries (DESIGN §2): plugin id, name and version,
+/// the config with the manifest's defaults filled in, and the trace id.
+pub(crate) fn call_context(
+    manifest: &Manifest,
+    version: &str,
+    trace_id: Option<&str>,
+) -> serde_json::Value {
+    let mut context = serde_json::json!({
+        "plugin_id": manifest.id,
+        "plugin_name": manifest.name,
+        "version": version,
+        "config": manifest.config_defaults(),
+    });
+    if let Some(trace_id) = trace_id {
+        context["trace_id"] = trace_id.into();
+    }
+    context
 }
 
 /// Picks the action to call: the one named, checked against the manifest, or the

@@ -139,12 +139,11 @@ impl Host {
         let plugin = self.require_plugin(id)?;
         let manifest = self.stored_manifest(id, &plugin.active_version)?;
         call.action = crate::exec::resolve_action(&manifest, call.action.take())?;
-        call.context = Some(serde_json::json!({
-            "plugin_id": manifest.id,
-            "plugin_name": manifest.name,
-            "version": plugin.active_version,
-            "config": manifest.config_defaults(),
-        }));
+        call.context = Some(crate::exec::call_context(
+            &manifest,
+            &plugin.active_version,
+            None,
+        ));
         let concurrency = concurrency.max(1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let config = PoolConfig {

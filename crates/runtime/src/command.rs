@@ -51,13 +51,13 @@ pub fn command_argv(args: &Map<String, Value>) -> Result<Vec<String>, String> {
                 Value::String(s) => Ok(s.clone()),
                 other => Err(format!(
                     "argv[{i}] must be a string, got {}",
-                    crate::file::json_kind(other)
+                    crate::protocol::json_kind(other)
                 )),
             })
             .collect(),
         Some(other) => Err(format!(
             "`argv` must be a list of strings, got {}",
-            crate::file::json_kind(other)
+            crate::protocol::json_kind(other)
         )),
     }
 }

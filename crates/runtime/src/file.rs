@@ -338,7 +338,7 @@ pub fn interpret_output(id: &str, out: &OneshotOutput, file: OutputFile) -> Resp
         Ok(other) => {
             let problem = format!(
                 "plugin {label} wrote a {shown} holding {}, not an object {{data, metadata, logs, warnings, errors}}",
-                json_kind(&other)
+                crate::protocol::json_kind(&other)
             );
             return if out.succeeded() {
                 Response::error(id, codes::MALFORMED_JSON, problem)
@@ -406,19 +406,7 @@ fn plugin_errors(errors: Option<&Value>) -> Result<Vec<String>, &'static str> {
                 other => other.to_string(),
             })
             .collect()),
-        Some(other) => Err(json_kind(other)),
-    }
-}
-
-/// "an array", "a number", … for messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Some(other) => Err(crate::protocol::json_kind(other)),
     }
 }
 

@@ -688,7 +688,7 @@ pub fn check_inputs(
                 plugin: plugin.to_string(),
                 name: input.name.clone(),
                 expected: format!("a {expected}"),
-                found: json_type(value),
+                found: crate::stdio_batch::value_type(value),
             });
         }
     }
@@ -707,7 +707,8 @@ pub fn request_body(plugin: &HttpPlugin, call: &ExecCall) -> Value {
                 .iter()
                 .find(|i| &i.name == name)
                 .and_then(|i| i.value_type.clone());
-            let value_type = declared.unwrap_or_else(|| json_type(value).to_string());
+            let value_type =
+                declared.unwrap_or_else(|| crate::stdio_batch::value_type(value).to_string());
             (
                 name.clone(),
                 json!({"value": value, "valueType": value_type, "args": {}}),
@@ -728,17 +729,6 @@ pub fn request_body(plugin: &HttpPlugin, call: &ExecCall) -> Value {
             "version": plugin.version,
         },
     })
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 // --- the running server ----------------------------------------------------------
@@ -1303,7 +1293,7 @@ fn judge(label: &str, status: u16, bytes: &[u8]) -> Result<Value, HttpError> {
             return Err(HttpError::NotJson {
                 plugin: label.to_string(),
                 status,
-                detail: format!("found {}", json_type(&other)),
+                detail: format!("found {}", crate::stdio_batch::value_type(&other)),
                 snippet: snippet(bytes),
             });
         }

@@ -2,7 +2,8 @@
 //!
 //! [`ndjson_launch`] decides *what* to run ([`LaunchSpec`]); [`command`] is the one
 //! place that turns a spec into a `tokio::process::Command`, and [`spawn`] starts it.
-//! The sandbox will wrap exactly that step, so nothing else in plugd builds a
+//! Every runtime starts its processes through [`crate::launch`], which uses these
+//! directly or hands the spec to the sandbox, so nothing else in plugd builds a
 //! `Command` for a plugin.
 
 use std::ffi::{OsStr, OsString};

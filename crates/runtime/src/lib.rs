@@ -19,9 +19,9 @@
 //!   [`WorkerFactory`] (so the pool knows nothing of sandboxes): least-loaded
 //!   pick, growth up to a maximum, bounded waiting, `busy` retries, timeouts that
 //!   kill only the stuck worker, idle reaping, graceful shutdown; see its module.
-//! * [`ndjson_launch`] → [`LaunchSpec`] → [`command`](fn@command) / [`spawn`] — what to run for an
-//!   `ndjson` plugin, and the single place a plugin process is started (the sandbox
-//!   will wrap it).
+//! * [`ndjson_launch`] → [`LaunchSpec`] → [`launch`] with an [`Isolation`] — what
+//!   to run for an `ndjson` plugin, and the single place a plugin process is
+//!   started, directly ([`command`](fn@command) / [`spawn`]) or through the sandbox.
 //! * [`python_function_launch`] — the `python-function` runtime: plugd's own Python
 //!   shim ([`SHIM_SOURCE`], embedded, run with `-c`) imports a Migraine function, a
 //!   Wingman `ExecutionPlugin` or an OmniScope SDK class once and serves the same
@@ -41,8 +41,7 @@
 //! becomes an error response). Both say what went wrong, where, and what to do.
 //!
 //! Processes are killed by process group (each plugin leads its own), so whatever
-//! a plugin starts dies with it. Warm worker pools and the runtimes other than
-//! `ndjson` come in later steps, on top of [`Worker`].
+//! a plugin starts dies with it.
 
 #![deny(missing_docs)]
 

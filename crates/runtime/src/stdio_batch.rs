@@ -26,10 +26,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::file::{json_kind, preview};
+use crate::file::preview;
 use crate::oneshot::{
     OneshotOptions, OneshotOutput, not_started_report, refused_report, run_oneshot,
 };
+use crate::protocol::json_kind;
 use crate::protocol::{ExecCall, Response, codes};
 use crate::{CallReport, Interpreters, Isolation, LaunchSpec, PluginRef, RuntimeError};
 

@@ -520,20 +520,37 @@ pub(crate) unsafe fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Fork
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
-    // SAFETY: `args` is a live, correctly sized clone_args; without CLONE_VM
-    // and with stack 0 the child continues on a copy of this stack, exactly
-    // like fork(2). The caller upholds the single-thread requirement.
+    // SAFETY: no CLONE_VM, and the caller upholds the single-thread
+    // requirement (see `clone3`).
+    match unsafe { clone3(&args) }? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// The raw `clone3(2)` call both forks share: 0 in the child, the new pid in
+/// the caller.
+///
+/// # Safety
+///
+/// `args` must hold no `CLONE_VM` and a zero stack, so the child continues on
+/// a copy of this stack exactly like fork(2); every pointer in `args` must be
+/// live for the call; and the caller must be single-threaded, as for
+/// [`fork_into_cgroup`].
+unsafe fn clone3(args: &CloneArgs) -> io::Result<libc::c_long> {
+    // SAFETY: `args` is a live, correctly sized clone_args; the rest is the
+    // caller's contract above.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &args as *const CloneArgs,
+            args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    match rc {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as i32)),
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
     }
 }
 
@@ -571,19 +588,10 @@ pub(crate) unsafe fn clone_sibling() -> io::Result<Sibling> {
         exit_signal: 0,
         ..Default::default()
     };
-    // SAFETY: `args` is a live, correctly sized clone_args whose `pidfd`
-    // points to a live c_int; without CLONE_VM and with stack 0 the child
-    // continues on a copy of this stack, like fork(2). The caller upholds
-    // the single-thread requirement.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match rc {
-        -1 => Err(io::Error::last_os_error()),
+    // SAFETY: `pidfd` points to a live c_int for the duration of the call; no
+    // CLONE_VM, and the caller upholds the single-thread requirement (see
+    // `clone3`).
+    match unsafe { clone3(&args) }? {
         0 => Ok(Sibling::Child),
         pid => {
             // SAFETY: with CLONE_PIDFD a successful clone3 stored a new
